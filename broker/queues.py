@@ -1,0 +1,20 @@
+"""Queue names and task routing: `cpu` for ingestion, retrieval and scoring; `llm.<model>` per model."""
+
+CPU_QUEUE = "cpu"
+LLM_QUEUE_PREFIX = "llm."
+
+# Task names are stable strings, so producers and workers on other machines agree on them.
+GENERATE_TASK = "ragfleet.llm.generate"
+PING_TASK = "ragfleet.cpu.ping"
+
+
+def llm_queue(model: str) -> str:
+    return f"{LLM_QUEUE_PREFIX}{model}"
+
+
+def model_of_queue(queue: str) -> str | None:
+    return queue[len(LLM_QUEUE_PREFIX):] if queue.startswith(LLM_QUEUE_PREFIX) else None
+
+
+# Model tasks have no static route: the producer names the model's queue when it sends them.
+TASK_ROUTES = {"ragfleet.cpu.*": {"queue": CPU_QUEUE}}

@@ -1,0 +1,1 @@
+"""The `ragfleet` command line: validates, enqueues, waits and prints; no heavy work."""

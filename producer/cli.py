@@ -1,0 +1,51 @@
+"""`ragfleet`: the command line. Commands live in producer/commands/, one module per noun."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from producer.commands import fleet_cmds, models_cmds
+from shared.errors import EXIT_FAILURE, EXIT_USAGE, RagfleetError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ragfleet")
+def cli() -> None:
+    """Answer batches of questions about your PDFs with small local GGUF models, and measure
+    how accurate and how fast each model is.
+
+    Exit codes: 0 ok, 1 failure, 2 usage error, 69 Redis unreachable.
+    """
+
+
+for command in (*fleet_cmds.COMMANDS, *models_cmds.COMMANDS):
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one line on stderr and exit with their code."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cli.main(args=argv, prog_name="ragfleet", standalone_mode=False)
+    except RagfleetError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_FAILURE)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    main()

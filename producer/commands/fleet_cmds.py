@@ -1,0 +1,89 @@
+"""Fleet commands: up, down, status, worker."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from producer import fleet
+from producer.output import emit_json, human_size, info, table
+from shared.catalog import load_catalog
+from shared.config import load_settings
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+
+
+@click.command()
+@click.option("--model", "models", multiple=True, metavar="NAME",
+              help="A model pool to start (repeatable). Default: every model whose file is here.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="llama.cpp threads per pool. Default: the catalog's, else cores // pools.")
+@click.option("--flower", "with_flower", is_flag=True, help="Also start Flower (basic auth).")
+@json_option
+def up(models: tuple[str, ...], threads: int | None, with_flower: bool, as_json: bool) -> None:
+    """Start Redis (embedded unless REDIS_URL is set), the cpu pool and one pool per model, in
+    the background; return when every pool is online with its model loaded."""
+    settings = load_settings()
+    catalog = load_catalog(settings.catalog_path)
+    info("starting the fleet ...")
+    fleet.up(settings, catalog, list(models) or None, threads, with_flower)
+    _print_status(fleet.status(settings), as_json)
+
+
+@click.command()
+@json_option
+def down(as_json: bool) -> None:
+    """Stop everything `up` started for this data directory."""
+    stopped = fleet.down(load_settings())
+    if as_json:
+        emit_json({"stopped": stopped})
+    else:
+        click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@click.command()
+@json_option
+def status(as_json: bool) -> None:
+    """Redis health, each pool (workers online, backend, model file), queue lengths."""
+    _print_status(fleet.status(load_settings()), as_json)
+
+
+def _print_status(state: dict, as_json: bool) -> None:
+    if as_json:
+        emit_json(state)
+        return
+    redis_info = state["redis"]
+    kind = "embedded" if redis_info["embedded"] else "external"
+    click.echo(f"Redis   {redis_info['url']} ({kind}, up, {human_size(redis_info['used_memory'])})")
+    if state["flower"]:
+        click.echo(f"Flower  {state['flower']['url']} (user {state['flower']['user']})")
+    rows = [
+        (p["model"], p["queue"], p["workers"], p["state"], p["backend"] or "-",
+         p["n_threads"] or "-", p["model_file"] or "-", human_size(p["model_size"]), p["queued"])
+        for p in state["pools"]
+    ]
+    click.echo(table(("POOL", "QUEUE", "WORKERS", "STATE", "BACKEND", "THREADS", "MODEL FILE",
+                      "SIZE", "QUEUED"), rows))
+
+
+@click.command()
+@click.option("--model", "model", metavar="NAME", help="Pin this model (consumes llm.NAME).")
+@click.option("--cpu", "cpu", is_flag=True, help="The cpu pool (ingestion, retrieval, scoring).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="llama.cpp threads. Default: the catalog's, else all cores.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=1,
+              help="Pool processes of the cpu pool.")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(model: str | None, cpu: bool, threads: int | None, concurrency: int,
+           loglevel: str) -> None:
+    """Run one pool in the foreground, against REDIS_URL (or this data dir's embedded Redis)."""
+    if bool(model) == cpu:
+        raise click.UsageError("give exactly one of --model NAME or --cpu")
+    logging.getLogger().setLevel(loglevel.upper())
+    from workers.main import run  # Celery is imported only by the command that needs it
+
+    run(load_settings(), model, threads, concurrency, loglevel)
+
+
+COMMANDS = (up, down, status, worker)

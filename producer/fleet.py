@@ -1,0 +1,169 @@
+"""Start, inspect and stop the fleet of this data directory: embedded Redis, worker pools, Flower."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import redis
+
+from broker import connection, embedded_redis
+from broker.queues import CPU_QUEUE, llm_queue, model_of_queue
+from producer import flower
+from shared import processes
+from shared.catalog import Catalog, pool_threads
+from shared.config import Settings
+from shared.errors import RagfleetError, UsageError
+from workers.registry import live_workers
+
+WORKER_STOP_GRACE_S = 30.0
+
+
+@dataclass
+class PoolPlan:
+    name: str  # record name: "cpu" or the model name
+    argv: list[str]
+    queue: str
+    model: str | None
+
+
+def pool_record_name(model: str | None) -> str:
+    return "pool-cpu" if model is None else f"pool-{model}"
+
+
+def ensure_data_dir(settings: Settings) -> None:
+    try:
+        for d in (settings.data_path, settings.run_dir, settings.log_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        probe = settings.run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"data directory {settings.data_path} is not writable: {exc.strerror}")
+
+
+def default_models(catalog: Catalog, settings: Settings) -> list[str]:
+    return [m.name for m in catalog.models.values() if m.usable(settings.models_dir)]
+
+
+def plan_pools(catalog: Catalog, settings: Settings, models: list[str],
+               threads: int | None) -> list[PoolPlan]:
+    """Check every model first (unknown name, missing or broken file), then plan the pools."""
+    for name in models:
+        catalog.get(name).ensure_file(settings.models_dir)
+    worker = [sys.executable, "-m", "producer.cli", "worker"]
+    plans = [PoolPlan("pool-cpu", worker + ["--cpu"], CPU_QUEUE, None)]
+    for name in models:
+        n = pool_threads(catalog.get(name), settings.cores, len(models), threads)
+        plans.append(PoolPlan(pool_record_name(name), worker + ["--model", name, "--threads", str(n)],
+                              llm_queue(name), name))
+    return plans
+
+
+def start_pools(settings: Settings, url: str, plans: list[PoolPlan]) -> list[processes.ProcessRecord]:
+    """Spawn the pools not already running; return the records of all of them."""
+    env = {**os.environ, "REDIS_URL": url, "RAGFLEET_DATA_DIR": str(settings.data_path)}
+    records = []
+    for plan in plans:
+        current = processes.load_record(settings.run_dir, plan.name)
+        if current and current.alive():
+            records.append(current)
+            continue
+        record = processes.spawn(plan.name, plan.argv, settings.log_dir / f"{plan.name}.log", env,
+                                 info={"queue": plan.queue, "model": plan.model})
+        processes.save_record(settings.run_dir, record)
+        records.append(record)
+    return records
+
+
+def wait_ready(settings: Settings, client: redis.Redis,
+               records: list[processes.ProcessRecord]) -> None:
+    """Until each started pool's worker is in the registry with its model loaded."""
+    deadline = time.monotonic() + settings.ready_timeout_s
+    pending = {r.pid: r for r in records}
+    while pending:
+        by_pid = {w["pid"]: w for w in live_workers(client)}
+        for pid, record in list(pending.items()):
+            worker = by_pid.get(pid)
+            if worker and worker.get("state") == "ready":
+                del pending[pid]
+            elif worker and worker.get("state") == "failed":
+                raise RagfleetError(f"{record.name}: the model failed to load; see {record.log}")
+            elif not record.alive():
+                last = processes.tail(record.log, 1) or "no output"
+                raise RagfleetError(f"{record.name} exited at start: {last} (log: {record.log})")
+        if pending and time.monotonic() > deadline:
+            names = ", ".join(r.name for r in pending.values())
+            raise RagfleetError(f"not ready after {settings.ready_timeout_s:.0f} s: {names}")
+        time.sleep(0.25)
+
+
+def up(settings: Settings, catalog: Catalog, models: list[str] | None, threads: int | None,
+       with_flower: bool) -> None:
+    ensure_data_dir(settings)
+    models = models or default_models(catalog, settings)
+    plans = plan_pools(catalog, settings, models, threads)  # validate before starting anything
+    if not settings.redis_url:
+        embedded_redis.start(settings)
+    url, client = connection.connect(settings)
+    records = start_pools(settings, url, plans)
+    if with_flower:
+        flower.start(settings, url)
+    wait_ready(settings, client, records)
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop what `up` started here: pools first (they finish or give back their tasks), then
+    Flower, then Redis. Returns the names of what was stopped."""
+    stopped = []
+    for record in processes.load_records(settings.run_dir):
+        if record.name == embedded_redis.RECORD_NAME:
+            continue
+        if record.alive():
+            processes.stop(record, WORKER_STOP_GRACE_S)
+            stopped.append(record.name)
+        processes.remove_record(settings.run_dir, record.name)
+    if embedded_redis.stop(settings):
+        stopped.append(embedded_redis.RECORD_NAME)
+    return stopped
+
+
+def status(settings: Settings) -> dict:
+    url, client = connection.connect(settings)
+    workers = live_workers(client)
+    records = {r.name: r for r in processes.load_records(settings.run_dir)}
+    queues = {CPU_QUEUE} | {q for w in workers for q in w["queues"]}
+    queues |= {r.info["queue"] for r in records.values() if r.info.get("queue")}
+    pools = []
+    for queue in sorted(queues, key=lambda q: (q != CPU_QUEUE, q)):
+        model = model_of_queue(queue)
+        online = [w for w in workers if queue in w["queues"]]
+        record = records.get(pool_record_name(model))
+        first = online[0] if online else {}
+        pools.append({
+            "model": model or "cpu",
+            "queue": queue,
+            "workers": len(online),
+            "pids": record.pids() if record else [],
+            "state": first.get("state", "offline") if online else "offline",
+            "backend": first.get("backend"),
+            "n_threads": first.get("n_threads"),
+            "model_file": first.get("model_file"),
+            "model_size": first.get("model_size"),
+            "hosts": sorted({w["host"] for w in online}),
+            "queued": client.llen(queue),
+        })
+    memory = client.info("memory").get("used_memory")
+    return {
+        "redis": {
+            "url": connection.redact(url),
+            "embedded": not settings.redis_url,
+            "healthy": True,
+            "used_memory": memory,
+        },
+        "data_dir": str(settings.data_path),
+        "pools": pools,
+        "flower": flower.describe(settings),
+    }

@@ -1,0 +1,1 @@
+"""ragfleet's library: everything the producer and workers share. Never imports Celery."""

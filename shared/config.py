@@ -1,0 +1,123 @@
+"""One typed settings object for every process: env prefix RAGFLEET_, plus REDIS_URL."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAGFLEET_", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_URL", "RAGFLEET_REDIS_URL"),
+        description="Redis to use. Unset: the embedded Redis that `ragfleet up` starts.",
+    )
+    data_dir: Path = Field(
+        default=Path(".ragfleet"),
+        description="Embedded Redis data, logs and pid files of what `up` started.",
+    )
+    models_dir: Path = Field(
+        default=PROJECT_ROOT / "models",
+        description="Where downloaded or assembled GGUF files live.",
+    )
+    catalog_path: Path = Field(
+        default=PROJECT_ROOT / "models" / "catalog.toml",
+        description="The model catalog (TOML).",
+    )
+    redis_bind: str = Field(
+        default="127.0.0.1", description="Address the embedded Redis listens on."
+    )
+    redis_password: str | None = Field(
+        default=None,
+        description="Password of the embedded Redis; required when it listens beyond loopback.",
+    )
+    llm_task_time_limit_s: int = Field(
+        default=600, gt=0, description="Hard time limit of one generation task."
+    )
+    cpu_task_time_limit_s: int = Field(
+        default=1800, gt=0, description="Hard time limit of an ingestion/retrieval/scoring task."
+    )
+    visibility_timeout_s: int = Field(
+        default=2400,
+        gt=0,
+        description="Redis visibility timeout: an unacknowledged task is redelivered after it. "
+        "Must exceed every task time limit, or long tasks run twice.",
+    )
+    cores: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        gt=0,
+        description="CPU cores shared by the model pools of this machine (thread budget).",
+    )
+    ready_timeout_s: float = Field(
+        default=180.0, gt=0, description="How long `up` waits for a pool to come online."
+    )
+    heartbeat_interval_s: float = Field(
+        default=5.0, gt=0, description="How often a worker refreshes its registry entry."
+    )
+
+    flower_address: str = Field(default="127.0.0.1", description="Address Flower listens on.")
+    flower_port: int | None = Field(default=None, description="Flower's port (unset: a free one).")
+    flower_user: str = Field(default="ragfleet", description="Flower basic-auth user.")
+    flower_password: str | None = Field(
+        default=None,
+        description="Flower basic-auth password; generated and kept in the data dir when unset.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        longest = max(self.llm_task_time_limit_s, self.cpu_task_time_limit_s)
+        if self.visibility_timeout_s <= longest:
+            raise ValueError(
+                f"RAGFLEET_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed the "
+                f"longest task time limit ({longest}), or long tasks are delivered twice"
+            )
+        if self.redis_bind not in LOOPBACK_HOSTS and not self.redis_password:
+            raise ValueError(
+                f"RAGFLEET_REDIS_BIND={self.redis_bind} is beyond loopback: "
+                "set RAGFLEET_REDIS_PASSWORD too"
+            )
+        return self
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_path / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_path / "logs"
+
+    @property
+    def redis_dir(self) -> Path:
+        return self.data_path / "redis"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, turning a validation failure into a usage error."""
+    from pydantic import ValidationError
+
+    from shared.errors import UsageError
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "settings"
+        raise UsageError(f"bad setting {where}: {first['msg']}") from None

@@ -1,0 +1,148 @@
+"""The model runner: an engine loaded once per process; `generate(request)` returns text + timings.
+
+Tasks only call `generate`; how the engine schedules (one sequence today, continuous batching
+later) is its own business.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from shared import chat_templates
+from shared.catalog import ModelSettings
+from shared.errors import ModelUnavailable, RagfleetError
+from shared.schemas import ChatMessage, GenerationRequest, GenerationResult
+
+log = logging.getLogger(__name__)
+
+
+class PromptTooLong(RagfleetError):
+    """The prompt plus the requested new tokens do not fit the model's context window."""
+
+
+def detect_backend() -> str:
+    """Which accelerator this llama-cpp-python build offloads to: cuda, metal, or cpu."""
+    import llama_cpp
+
+    if not llama_cpp.llama_supports_gpu_offload():
+        return "cpu"
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace").upper()
+    for name in ("CUDA", "METAL", "VULKAN", "HIP", "SYCL"):
+        if name in info:
+            return name.lower()
+    return "gpu"
+
+
+class LlamaEngine:
+    """One loaded GGUF model. Not thread-safe: one request at a time."""
+
+    def __init__(self, model: ModelSettings, path: Path, n_threads: int, seed: int = 0):
+        from llama_cpp import Llama
+
+        self.model = model
+        self.path = path
+        self.backend = detect_backend()
+        started = time.perf_counter()
+        try:
+            self.llm = Llama(
+                model_path=str(path),
+                n_ctx=model.n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                n_gpu_layers=model.n_gpu_layers if self.backend != "cpu" else 0,
+                seed=seed,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise ModelUnavailable(f"model {model.name!r}: llama.cpp cannot load {path}: {exc}")
+        self.load_s = time.perf_counter() - started
+        self.render = self._formatter()
+        log.info("loaded %s from %s in %.1f s on %s", model.name, path, self.load_s, self.backend)
+
+    def _formatter(self) -> chat_templates.Formatter:
+        if self.model.chat_format:
+            try:
+                return chat_templates.BUILT_IN[self.model.chat_format]
+            except KeyError:
+                raise ModelUnavailable(
+                    f"model {self.model.name!r}: unknown chat_format {self.model.chat_format!r} "
+                    f"(known: {', '.join(chat_templates.known_formats())})"
+                ) from None
+        template = self.llm.metadata.get("tokenizer.chat_template")
+        if not template:
+            raise ModelUnavailable(
+                f"model {self.model.name!r}: the GGUF has no chat template; "
+                "set chat_format in the catalog"
+            )
+        return chat_templates.from_jinja(
+            template, self._token_text(self.llm.token_bos()), self._token_text(self.llm.token_eos())
+        )
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self.llm.detokenize([token], special=True).decode("utf-8", "replace")
+
+    def tokenize(self, text: str) -> list[int]:
+        """Prompt tokens, with a BOS token unless the template already wrote one."""
+        bos = self._token_text(self.llm.token_bos())
+        add_bos = bool(bos) and not text.startswith(bos)
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        return len(self.tokenize(self.render(messages).text))
+
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        """Stream the answer so time to first token is measured apart from decoding."""
+        rendered = self.render(request.messages)
+        prompt = self.tokenize(rendered.text)
+        max_tokens = request.max_tokens or self.model.max_tokens
+        if len(prompt) + max_tokens > self.model.n_ctx:
+            raise PromptTooLong(
+                f"prompt of {len(prompt)} tokens plus {max_tokens} new tokens exceeds "
+                f"n_ctx {self.model.n_ctx} of {self.model.name}"
+            )
+        started = time.perf_counter()
+        first = None
+        parts: list[str] = []
+        finish_reason = None
+        # llama-cpp-python keeps the evaluated tokens and reuses the longest common prefix, so
+        # the fixed system text at the front is evaluated once per process, not per question.
+        stream = self.llm.create_completion(
+            prompt,
+            max_tokens=max_tokens,
+            temperature=self.model.temperature if request.temperature is None else request.temperature,
+            top_p=self.model.top_p if request.top_p is None else request.top_p,
+            stop=rendered.stop + request.stop,
+            stream=True,
+        )
+        for chunk in stream:
+            choice = chunk["choices"][0]
+            if first is None and choice["text"]:
+                first = time.perf_counter()
+            parts.append(choice["text"])
+            finish_reason = choice.get("finish_reason") or finish_reason
+        ended = time.perf_counter()
+        text = "".join(parts)
+        completion_tokens = len(self.llm.tokenize(text.encode("utf-8"), add_bos=False)) if text else 0
+        first = first or ended
+        generation_s = ended - first
+        return GenerationResult(
+            text=text.strip(),
+            finish_reason=finish_reason,
+            prompt_tokens=len(prompt),
+            completion_tokens=completion_tokens,
+            ttft_s=first - started,
+            generation_s=generation_s,
+            total_s=ended - started,
+            tokens_per_s=decode_rate(completion_tokens, generation_s),
+        )
+
+
+def decode_rate(completion_tokens: int, generation_s: float) -> float:
+    """Tokens per second while decoding: the first token's time belongs to the prompt."""
+    if completion_tokens < 2 or generation_s <= 0:
+        return 0.0
+    return (completion_tokens - 1) / generation_s

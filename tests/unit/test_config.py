@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+
+from shared.config import Settings, get_settings, load_settings
+from shared.errors import UsageError
+
+pytestmark = pytest.mark.unit
+
+
+def test_env_prefix_and_redis_url(monkeypatch, tmp_path):
+    monkeypatch.setenv("RAGFLEET_DATA_DIR", str(tmp_path / "fleet"))
+    monkeypatch.setenv("REDIS_URL", "redis://example:6380/2")
+    monkeypatch.setenv("RAGFLEET_CORES", "8")
+    settings = Settings()
+    assert settings.data_path == (tmp_path / "fleet").resolve()
+    assert settings.redis_url == "redis://example:6380/2"
+    assert settings.cores == 8
+    assert settings.run_dir == settings.data_path / "run"
+
+
+def test_defaults_are_embedded_and_local(monkeypatch):
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.delenv("RAGFLEET_DATA_DIR", raising=False)
+    settings = Settings()
+    assert settings.redis_url is None
+    assert settings.data_dir == Path(".ragfleet")
+    assert settings.redis_bind == "127.0.0.1"
+    assert settings.catalog_path.name == "catalog.toml"
+
+
+def test_visibility_timeout_must_exceed_time_limits():
+    with pytest.raises(ValueError, match="VISIBILITY_TIMEOUT"):
+        Settings(llm_task_time_limit_s=600, visibility_timeout_s=600)
+    assert Settings(llm_task_time_limit_s=600, cpu_task_time_limit_s=60,
+                    visibility_timeout_s=601).visibility_timeout_s == 601
+
+
+def test_redis_beyond_loopback_needs_password():
+    with pytest.raises(ValueError, match="PASSWORD"):
+        Settings(redis_bind="0.0.0.0")
+    assert Settings(redis_bind="0.0.0.0", redis_password="s3cret").redis_password == "s3cret"
+
+
+def test_bad_setting_is_a_usage_error(monkeypatch):
+    monkeypatch.setenv("RAGFLEET_CORES", "many")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(UsageError, match="cores"):
+            load_settings()
+    finally:
+        get_settings.cache_clear()

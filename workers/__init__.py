@@ -1,0 +1,1 @@
+"""Celery tasks (thin adapters over `shared`) and the worker entry point."""

@@ -1,0 +1,53 @@
+"""One engine per pool process, loaded once: in a background thread started when the process
+starts (Celery kills `worker_process_init` handlers after 4 s, a model takes longer), awaited by
+the first task. A load failure is kept and reported by every task instead of retried forever."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from shared.catalog import load_catalog
+from shared.config import get_settings
+from shared.llm import LlamaEngine
+from workers import pool
+
+log = logging.getLogger(__name__)
+
+# Shared with the worker's main process (created before the fork): 0 loading, 1 ready, -1 failed.
+state = None
+_engine: LlamaEngine | None = None
+_error: BaseException | None = None
+_loaded = threading.Event()
+
+
+def _load() -> None:
+    global _engine, _error
+    config = pool.current()
+    try:
+        model = load_catalog(get_settings().catalog_path).get(config.model)
+        _engine = LlamaEngine(model, Path(config.model_path), config.n_threads or 1)
+        if state is not None:
+            state.value = 1
+    except BaseException as exc:  # kept and re-raised in every task
+        _error = exc
+        log.error("model %s failed to load: %s", config.model, exc)
+        if state is not None:
+            state.value = -1
+    finally:
+        _loaded.set()
+
+
+def start_loading() -> None:
+    if state is not None:
+        state.value = 0
+    threading.Thread(target=_load, name="model-loader", daemon=True).start()
+
+
+def get() -> LlamaEngine:
+    _loaded.wait()
+    if _error is not None:
+        raise _error
+    assert _engine is not None
+    return _engine

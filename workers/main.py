@@ -1,0 +1,105 @@
+"""The worker entry point: one Celery worker consuming one queue, pinning one model.
+
+Pool processes are Celery's prefork children: the main process stays responsive (pings,
+heartbeats, Flower) while a child generates, and a killed child's task is requeued at once
+(late acknowledgement + reject on worker lost).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import socket
+import time
+
+from broker import connection
+from broker.app import configure
+from broker.queues import CPU_QUEUE, llm_queue
+from shared.catalog import load_catalog
+from shared.config import Settings
+from shared.schemas import WorkerInfo
+from workers import engine_holder
+from workers.pool import PoolConfig
+from workers.registry import Heartbeat
+
+log = logging.getLogger(__name__)
+
+STATES = {0: "loading", 1: "ready", -1: "failed"}
+
+
+def one_thread_per_process() -> None:
+    """FAISS and torch run one thread per worker process: the cores belong to the models."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+def run(settings: Settings, model_name: str | None, threads: int | None, concurrency: int,
+        loglevel: str = "INFO") -> None:
+    one_thread_per_process()
+    url, _ = connection.connect(settings)  # exit 69 now rather than retry forever
+    host = socket.gethostname()
+    if model_name:
+        model = load_catalog(settings.catalog_path).get(model_name)
+        path = model.ensure_file(settings.models_dir)
+        n_threads = threads or model.n_threads or settings.cores
+        config = PoolConfig(
+            kind="llm", queue=llm_queue(model_name), nodename=f"{model_name}-{os.getpid()}@{host}",
+            concurrency=1, model=model_name, model_path=str(path), n_threads=n_threads,
+        )
+    else:
+        path = None
+        config = PoolConfig(
+            kind="cpu", queue=CPU_QUEUE, nodename=f"cpu-{os.getpid()}@{host}",
+            concurrency=concurrency,
+        )
+    config.export()
+    app = configure(url, settings)
+    heartbeat = Heartbeat(url, _worker_info(config, path, host), settings.heartbeat_interval_s,
+                          _state_reader(config))
+    _connect_signals(config, heartbeat)
+    app.worker_main([
+        "worker", "--queues", config.queue, "--hostname", config.nodename,
+        "--concurrency", str(config.concurrency), "--pool", "prefork",
+        "--loglevel", loglevel, "--without-gossip", "--without-mingle", "--events",
+    ])
+
+
+def _worker_info(config: PoolConfig, path, host: str) -> WorkerInfo:
+    backend = "cpu"
+    if config.kind == "llm":
+        from shared.llm import detect_backend
+
+        backend = detect_backend()
+    return WorkerInfo(
+        nodename=config.nodename, host=host, pid=os.getpid(), queues=[config.queue],
+        kind=config.kind, model=config.model,
+        model_file=path.name if path else None, model_size=path.stat().st_size if path else None,
+        backend=backend, n_threads=config.n_threads, concurrency=config.concurrency,
+        started_at=time.time(),
+    )
+
+
+def _state_reader(config: PoolConfig):
+    if config.kind != "llm":
+        return lambda: "ready"
+    # Shared memory written by the pool process that loads the model, read by the heartbeat.
+    engine_holder.state = multiprocessing.Value("i", 0)
+    return lambda: STATES.get(engine_holder.state.value, "loading")
+
+
+def _connect_signals(config: PoolConfig, heartbeat: Heartbeat) -> None:
+    from celery import signals
+
+    @signals.worker_ready.connect(weak=False)
+    def _ready(**_):
+        heartbeat.start()
+
+    @signals.worker_shutting_down.connect(weak=False)
+    def _shutting_down(**_):
+        heartbeat.stop()
+
+    @signals.worker_process_init.connect(weak=False)
+    def _process_init(**_):
+        if config.kind == "llm":
+            engine_holder.start_loading()
