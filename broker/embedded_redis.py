@@ -36,6 +36,9 @@ def free_port(host: str, preferred: int | None = None) -> int:
     """The preferred port when it is free (a restarted fleet keeps its URL), else any free one."""
     for port in ([preferred] if preferred else []) + [0]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            # Redis binds with SO_REUSEADDR too: a port whose old connections sit in TIME_WAIT
+            # is free for it.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind((host, port))
             except OSError:

@@ -12,3 +12,36 @@ def worker_key(nodename: str) -> str:
 
 def worker_pattern() -> str:
     return f"{WORKER_PREFIX}*"
+
+# Collections: a pointer hash naming the current version; each version's data under its own keys,
+# written in full before the pointer moves.
+COLLECTIONS_SET = f"{PREFIX}:collections"
+
+
+def collection_key(name: str) -> str:
+    return f"{PREFIX}:collection:{name}"
+
+
+def collection_version_counter(name: str) -> str:
+    return f"{PREFIX}:collection:{name}:next-version"
+
+
+def collection_lock(name: str) -> str:
+    return f"{PREFIX}:collection:{name}:lock"
+
+
+def collection_version_key(name: str, version: int, part: str) -> str:
+    """part: manifest, chunks, faiss or bm25."""
+    return f"{PREFIX}:collection:{name}:v{version}:{part}"
+
+
+# Ingestion jobs and the document bytes the producer uploaded for them.
+def ingest_job_key(job_id: str) -> str:
+    return f"{PREFIX}:ingest-job:{job_id}"
+
+
+INGEST_JOBS_INDEX = f"{PREFIX}:ingest-jobs"  # sorted set: job id by creation time
+
+
+def upload_key(job_id: str, index: int) -> str:
+    return f"{PREFIX}:upload:{job_id}:{index}"

@@ -6,6 +6,8 @@ LLM_QUEUE_PREFIX = "llm."
 # Task names are stable strings, so producers and workers on other machines agree on them.
 GENERATE_TASK = "ragfleet.llm.generate"
 PING_TASK = "ragfleet.cpu.ping"
+INGEST_TASK = "ragfleet.cpu.ingest"
+SEARCH_TASK = "ragfleet.cpu.search"
 
 
 def llm_queue(model: str) -> str:

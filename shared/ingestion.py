@@ -1,0 +1,115 @@
+"""Documents in, a new collection version out: extract, chunk, embed (new chunks only), index,
+store. Re-ingesting a document with the same content changes nothing; one with the same name
+and new content replaces its chunks."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import redis
+
+from shared import collection_store, indexes
+from shared.chunking import chunk_pages
+from shared.collection_store import Manifest, Version
+from shared.errors import UsageError
+from shared.pdf import extract_pages
+
+
+@dataclass
+class SourceDocument:
+    name: str
+    data: bytes
+
+
+@dataclass
+class IngestReport:
+    collection: str
+    version: int
+    changed: bool
+    documents: list[dict]
+    chunks: int
+    timings_s: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return self.__dict__
+
+
+def ingest(client: redis.Redis, collection: str, sources: list[SourceDocument],
+           chunk_size: int | None, chunk_overlap: int | None, embedder,
+           defaults: tuple[int, int], progress=lambda stage, done, total: None) -> IngestReport:
+    timings: dict[str, float] = {}
+    base = collection_store.load_version(client, collection)
+    size, overlap = _chunk_settings(base, chunk_size, chunk_overlap, defaults)
+
+    clock = time.perf_counter()
+    known = {d["sha256"]: d for d in base.manifest.documents} if base else {}
+    added, report_docs = [], []
+    for i, source in enumerate(sources):
+        digest = hashlib.sha256(source.data).hexdigest()
+        if digest in known or any(a[1] == digest for a in added):
+            report_docs.append({"name": source.name, "status": "unchanged",
+                                "pages": known.get(digest, {}).get("pages")})
+            continue
+        pages = extract_pages(source.data, source.name)
+        added.append((source, digest, pages))
+        progress("extract", i + 1, len(sources))
+    timings["extract"] = time.perf_counter() - clock
+    if not added:
+        return IngestReport(collection, base.manifest.version, False, report_docs,
+                            base.manifest.chunks, timings)
+
+    clock = time.perf_counter()
+    new_chunks, new_docs = [], []
+    replaced = {source.name for source, _, _ in added}
+    for source, digest, pages in added:
+        chunks = chunk_pages(source.name, pages, size, overlap)
+        new_chunks += chunks
+        status = "replaced" if base and any(d["name"] == source.name for d in base.manifest.documents) else "added"
+        doc = {"name": source.name, "sha256": digest, "pages": len(pages), "chunks": len(chunks),
+               "bytes": len(source.data)}
+        new_docs.append(doc)
+        report_docs.append({**doc, "status": status})
+    timings["chunk"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    vectors = embedder.embed([c.text for c in new_chunks],
+                             progress=lambda done, total: progress("embed", done, total))
+    timings["embed"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    kept = [i for i, c in enumerate(base.chunks) if c.document not in replaced] if base else []
+    chunks = [base.chunks[i] for i in kept] + new_chunks if base else new_chunks
+    all_vectors = np.vstack([base.vectors[kept], vectors]) if base and kept else vectors
+    tokens = ([base.tokens[i] for i in kept] if base else []) + [indexes.tokenize(c.text) for c in new_chunks]
+    documents = [d for d in (base.manifest.documents if base else []) if d["name"] not in replaced] + new_docs
+    manifest = Manifest(name=collection, version=0, documents=documents, chunks=len(chunks),
+                        embedding_model=embedder.name, dim=int(all_vectors.shape[1]),
+                        chunk_size=size, chunk_overlap=overlap)
+    timings["index"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    version = collection_store.save(client, Version(manifest, chunks, all_vectors, tokens))
+    timings["store"] = time.perf_counter() - clock
+    return IngestReport(collection, version, True, report_docs, len(chunks), timings)
+
+
+def _chunk_settings(base: Version | None, size: int | None, overlap: int | None,
+                    defaults: tuple[int, int]) -> tuple[int, int]:
+    """A collection keeps the chunking it was created with: mixed chunk sizes would rank unfairly."""
+    if base:
+        have = (base.manifest.chunk_size, base.manifest.chunk_overlap)
+        wanted = (size or have[0], overlap if overlap is not None else have[1])
+        if wanted != have:
+            raise UsageError(
+                f"collection {base.manifest.name!r} uses chunk size {have[0]} and overlap {have[1]}; "
+                "delete it to re-chunk with other settings"
+            )
+        return have
+    size = size or defaults[0]
+    overlap = defaults[1] if overlap is None else overlap
+    if overlap >= size:
+        raise UsageError(f"chunk overlap {overlap} must be smaller than chunk size {size}")
+    return size, overlap

@@ -1,0 +1,36 @@
+"""A Redis lock that stays held while its holder works, and frees itself soon after the holder
+dies (a SIGKILLed worker must not block the redelivered task for the whole time limit)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import redis
+
+from shared.errors import RagfleetError
+
+
+@contextlib.contextmanager
+def held(client: redis.Redis, key: str, ttl_s: float = 60.0, wait_s: float = 3600.0):
+    lock = client.lock(key, timeout=ttl_s, blocking_timeout=wait_s)
+    if not lock.acquire():
+        raise RagfleetError(f"could not take the lock {key} within {wait_s:.0f} s")
+    stop = threading.Event()
+
+    def keep_alive():
+        while not stop.wait(ttl_s / 3):
+            try:
+                lock.reacquire()
+            except redis.exceptions.RedisError:
+                pass  # Redis hiccup: try again next round; the TTL covers a few misses
+
+    thread = threading.Thread(target=keep_alive, name=f"lock:{key}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        with contextlib.suppress(redis.exceptions.LockError, redis.exceptions.RedisError):
+            lock.release()
