@@ -101,10 +101,11 @@ def wait_ready(settings: Settings, client: redis.Redis,
 
 
 def up(settings: Settings, catalog: Catalog, models: list[str] | None, threads: int | None,
-       with_flower: bool) -> None:
+       with_flower: bool, say=lambda message: None) -> None:
     ensure_data_dir(settings)
     models = models or default_models(catalog, settings)
     plans = plan_pools(catalog, settings, models, threads)  # validate before starting anything
+    say(f"starting the fleet in {settings.data_path}: pools cpu, {', '.join(models)} ...")
     if not settings.redis_url:
         embedded_redis.start(settings)
     url, client = connection.connect(settings)

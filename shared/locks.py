@@ -13,7 +13,8 @@ from shared.errors import RagfleetError
 
 @contextlib.contextmanager
 def held(client: redis.Redis, key: str, ttl_s: float = 60.0, wait_s: float = 3600.0):
-    lock = client.lock(key, timeout=ttl_s, blocking_timeout=wait_s)
+    # thread_local=False: the keep-alive thread renews the token the caller acquired
+    lock = client.lock(key, timeout=ttl_s, blocking_timeout=wait_s, thread_local=False)
     if not lock.acquire():
         raise RagfleetError(f"could not take the lock {key} within {wait_s:.0f} s")
     stop = threading.Event()

@@ -26,8 +26,7 @@ def up(models: tuple[str, ...], threads: int | None, with_flower: bool, as_json:
     the background; return when every pool is online with its model loaded."""
     settings = load_settings()
     catalog = load_catalog(settings.catalog_path)
-    info("starting the fleet ...")
-    fleet.up(settings, catalog, list(models) or None, threads, with_flower)
+    fleet.up(settings, catalog, list(models) or None, threads, with_flower, say=info)
     _print_status(fleet.status(settings), as_json)
 
 
