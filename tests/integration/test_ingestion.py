@@ -1,0 +1,104 @@
+"""Ingestion in-process on the real Northwind PDFs: real Redis, real embeddings, no Celery."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared import collection_store
+from shared.collection_cache import CollectionCache
+from shared.embeddings import get_embedder
+from shared.errors import UsageError
+from shared.ingestion import SourceDocument, ingest
+from shared.pdf import BadDocument, extract_pages
+from tests.pdf_samples import PLUS_PDF, STANDARD_PDF, truncated_pdf
+
+pytestmark = pytest.mark.integration
+
+DEFAULTS = (1000, 150)
+# A sentence that appears on exactly one page of the Standard plan (page 7, balance billing).
+PHRASE = "requires you to pay the balance billing amount up front"
+
+
+def standard() -> SourceDocument:
+    return SourceDocument(STANDARD_PDF.name, STANDARD_PDF.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return get_embedder()
+
+
+@pytest.fixture(scope="module")
+def northwind(redis_url, embedder):
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    collection_store.delete(client, "nw") if collection_store.current_version(client, "nw") else None
+    report = ingest(client, "nw", [standard()], None, None, embedder, DEFAULTS)
+    return client, report
+
+
+def test_standard_plan_has_104_pages_and_chunks_carry_their_page(northwind):
+    client, report = northwind
+    assert report.changed and report.version >= 1
+    (doc,) = report.documents
+    assert doc["pages"] == 104 and doc["status"] == "added"
+    pages = {p.number: p.text for p in extract_pages(STANDARD_PDF.read_bytes(), "std")}
+    meta, index = collection_store.load(client, "nw")
+    assert meta.chunks == len(index.chunks) == report.chunks > 104
+    assert meta.embedding_model == "all-MiniLM-L6-v2" and meta.chunk_size == 1000
+    for chunk in index.chunks[::7]:
+        assert chunk.text[:80] in pages[chunk.page]  # the chunk really is on its page
+    phrase_pages = {n for n, text in pages.items() if PHRASE in " ".join(text.split())}
+    assert phrase_pages == {7}
+
+
+def test_known_phrase_is_found_on_its_page_by_bm25_and_faiss(northwind, embedder):
+    client, _ = northwind
+    _, index = collection_store.load(client, "nw")
+    bm25_top = index.bm25_search(PHRASE, 1)[0][0]
+    assert index.chunks[bm25_top].page == 7  # exact words: BM25 ranks the page first
+    # meaning: neighbouring pages on balance billing (6, 8) come close; page 7 is in the top 3
+    faiss_top3 = index.vector_search(embedder.embed([PHRASE])[0], 3)
+    assert 7 in {index.chunks[i].page for i, _ in faiss_top3}
+
+
+def test_same_content_again_adds_nothing(northwind, embedder):
+    client, first = northwind
+    again = ingest(client, "nw", [standard()], None, None, embedder, DEFAULTS)
+    assert not again.changed and again.version == first.version
+    assert again.documents[0]["status"] == "unchanged"
+    assert collection_store.manifest(client, "nw").chunks == first.chunks
+
+
+def test_failed_ingestion_keeps_the_previous_version(northwind, embedder):
+    client, first = northwind
+    before = collection_store.manifest(client, "nw")
+    bad = SourceDocument("broken.pdf", truncated_pdf())
+    with pytest.raises(BadDocument, match="corrupt or truncated"):
+        ingest(client, "nw", [bad], None, None, embedder, DEFAULTS)
+    with pytest.raises(UsageError, match="chunk size 1000"):
+        ingest(client, "nw", [SourceDocument(PLUS_PDF.name, PLUS_PDF.read_bytes())], 500, None,
+               embedder, DEFAULTS)
+    after = collection_store.manifest(client, "nw")
+    assert after.__dict__ == before.__dict__
+
+
+def test_second_document_makes_a_new_version_and_readers_reload_once(northwind, embedder):
+    client, first = northwind
+    cache = CollectionCache(client)
+    assert cache.get("nw")[0].version == first.version
+    cache.get("nw")
+    assert cache.loads == 1  # kept in memory while the version stays current
+    plus = SourceDocument(PLUS_PDF.name, PLUS_PDF.read_bytes())
+    report = ingest(client, "nw", [standard(), plus], None, None, embedder, DEFAULTS)
+    assert report.version == first.version + 1
+    statuses = {d["name"]: d["status"] for d in report.documents}
+    assert statuses == {STANDARD_PDF.name: "unchanged", PLUS_PDF.name: "added"}
+    meta, index = cache.get("nw")
+    assert cache.loads == 2 and meta.version == report.version
+    assert {d["name"]: d["pages"] for d in meta.documents} == {STANDARD_PDF.name: 104,
+                                                               PLUS_PDF.name: 109}
+    assert {c.document for c in index.chunks} == {STANDARD_PDF.name, PLUS_PDF.name}
+    # the Standard chunks were reused, not re-embedded into different vectors
+    assert len(index.chunks) == first.chunks + report.documents[1]["chunks"]
