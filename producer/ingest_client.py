@@ -59,7 +59,8 @@ def submit(app, client: redis.Redis, settings: Settings, items: list[str], colle
                 pipe.set(keys.upload_key(job_id, i), data, ex=settings.upload_ttl_s)
         pipe.execute()
     jobs.create(client, job_id, collection, [s for s, _ in specs],
-                {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap})
+                {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap,
+                 "max_bytes": settings.max_document_bytes})
     app.send_task(INGEST_TASK, args=[job_id], task_id=f"ingest-{job_id}")
     return job_id
 

@@ -11,6 +11,8 @@ from tests.helpers import ROOT
 NORTHWIND = ROOT / "data" / "northwind"
 STANDARD_PDF = NORTHWIND / "Northwind_Standard_Benefits_Details.pdf"
 PLUS_PDF = NORTHWIND / "Northwind_Health_Plus_Benefits_Details.pdf"
+# A sentence that appears on exactly one page of the Standard plan (page 7, balance billing).
+PAGE7_PHRASE = "requires you to pay the balance billing amount up front"
 
 
 def _pdf(objects: list[bytes]) -> bytes:

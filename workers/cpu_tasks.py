@@ -40,7 +40,10 @@ def ingest(job_id: str) -> dict:
     try:
         with locks.held(client, keys.collection_lock(job["collection"])):
             jobs.update(client, job_id, state=jobs.RUNNING, stage="fetch")
-            sources = [_fetch(client, job_id, i, spec, settings)
+            # the producer may ask for a lower download limit than the worker's, never a higher one
+            max_bytes = min(settings.max_document_bytes,
+                            job["options"].get("max_bytes") or settings.max_document_bytes)
+            sources = [_fetch(client, job_id, i, spec, max_bytes, settings.download_timeout_s)
                        for i, spec in enumerate(job["sources"])]
             report = run_ingestion(
                 client, job["collection"], sources, job["options"].get("chunk_size"),
@@ -58,10 +61,11 @@ def ingest(job_id: str) -> dict:
     return job
 
 
-def _fetch(client, job_id: str, index: int, spec: dict, settings) -> SourceDocument:
+def _fetch(client, job_id: str, index: int, spec: dict, max_bytes: int,
+           timeout_s: float) -> SourceDocument:
     """Bytes the producer uploaded, or a URL download; never a path named in the message."""
     if spec.get("url"):
-        data = download.fetch(spec["url"], settings.max_document_bytes, settings.download_timeout_s)
+        data = download.fetch(spec["url"], max_bytes, timeout_s)
     else:
         data = client.get(keys.upload_key(job_id, index))
         if data is None:

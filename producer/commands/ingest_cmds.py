@@ -47,21 +47,24 @@ def ingest(inputs, collection, chunk_size, chunk_overlap, wait, as_json):
     if not wait:
         _print_job(jobs.get(client, job_id), as_json)
         return
-    info(f"ingestion job {job_id} queued")
-    job = ingest_client.wait(client, job_id, on_progress=_progress_printer())
+    show_progress = sys.stderr.isatty()  # a progress bar for people, quiet for scripts and logs
+    if show_progress:
+        info(f"ingestion job {job_id} queued")
+    job = ingest_client.wait(client, job_id, on_progress=_progress_printer() if show_progress else None)
     if job["state"] == jobs.FAILED:
         raise JobFailed(job["error"], job.get("error_code") or 1)
     _print_job(job, as_json)
 
 
 def _progress_printer():
-    last = {}
-
+    """One line redrawn in place: stage, a bar, done/total."""
     def show(job):
-        key = (job["stage"], job["done"])
-        if key != last.get("key") and job["stage"] and job["total"]:
-            info(f"  {job['stage']}: {job['done']}/{job['total']}")
-        last["key"] = key
+        if job["stage"] and job["total"]:
+            filled = int(30 * job["done"] / job["total"])
+            bar = "#" * filled + "-" * (30 - filled)
+            end = "\n" if job["state"] in jobs.FINISHED else ""
+            click.echo(f"\r  {job['stage']:<8} [{bar}] {job['done']}/{job['total']}", err=True, nl=False)
+            click.echo(end, err=True, nl=False)
 
     return show
 

@@ -10,13 +10,12 @@ from shared.embeddings import get_embedder
 from shared.errors import UsageError
 from shared.ingestion import SourceDocument, ingest
 from shared.pdf import BadDocument, extract_pages
-from tests.pdf_samples import PLUS_PDF, STANDARD_PDF, truncated_pdf
+from tests.pdf_samples import PAGE7_PHRASE, PLUS_PDF, STANDARD_PDF, truncated_pdf
 
 pytestmark = pytest.mark.integration
 
 DEFAULTS = (1000, 150)
-# A sentence that appears on exactly one page of the Standard plan (page 7, balance billing).
-PHRASE = "requires you to pay the balance billing amount up front"
+PHRASE = PAGE7_PHRASE
 
 
 def standard() -> SourceDocument:
