@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from celery import Celery
 
-from broker.queues import CPU_QUEUE, TASK_ROUTES
+from broker.queues import ANSWER_TASK, CPU_QUEUE, GENERATE_TASK, TASK_ROUTES
 from shared.config import Settings
 
-app = Celery("ragfleet", include=["workers.llm_tasks", "workers.cpu_tasks"])
+app = Celery(
+    "ragfleet", include=["workers.llm_tasks", "workers.cpu_tasks", "workers.batch_tasks"]
+)
 
 app.conf.update(
     task_serializer="json",
@@ -43,5 +45,12 @@ def configure(redis_url: str, settings: Settings) -> Celery:
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         task_time_limit=settings.cpu_task_time_limit_s,
         task_soft_time_limit=max(1, settings.cpu_task_time_limit_s - 30),
+        # Model tasks: the soft limit raises inside generation so the result is stored as
+        # failed with its reason; the hard limit kills a stuck pool process.
+        task_annotations={
+            name: {"time_limit": settings.llm_task_time_limit_s,
+                   "soft_time_limit": max(1, settings.llm_task_time_limit_s - 15)}
+            for name in (GENERATE_TASK, ANSWER_TASK)
+        },
     )
     return app

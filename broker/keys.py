@@ -45,3 +45,13 @@ INGEST_JOBS_INDEX = f"{PREFIX}:ingest-jobs"  # sorted set: job id by creation ti
 
 def upload_key(job_id: str, index: int) -> str:
     return f"{PREFIX}:upload:{job_id}:{index}"
+
+# Batches: a hash with status and counters, plus the questions, retrieved contexts, answers (one
+# per distinct question and model) and results (one per question id and model).
+BATCHES_INDEX = f"{PREFIX}:batches"  # sorted set: batch id by creation time
+
+
+def batch_key(batch_id: str, part: str | None = None) -> str:
+    """part: None (status and counters), questions, units, contexts, answers or results."""
+    base = f"{PREFIX}:batch:{batch_id}"
+    return f"{base}:{part}" if part else base

@@ -8,6 +8,9 @@ GENERATE_TASK = "ragfleet.llm.generate"
 PING_TASK = "ragfleet.cpu.ping"
 INGEST_TASK = "ragfleet.cpu.ingest"
 SEARCH_TASK = "ragfleet.cpu.search"
+RETRIEVE_TASK = "ragfleet.cpu.retrieve"
+SCORE_TASK = "ragfleet.cpu.score"
+ANSWER_TASK = "ragfleet.llm.answer"
 
 
 def llm_queue(model: str) -> str:

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from producer.commands import fleet_cmds, ingest_cmds, models_cmds
+from producer.commands import batch_cmds, fleet_cmds, ingest_cmds, models_cmds
 from shared.errors import EXIT_FAILURE, EXIT_USAGE, RagfleetError
 
 
@@ -21,7 +21,8 @@ def cli() -> None:
     """
 
 
-for command in (*fleet_cmds.COMMANDS, *models_cmds.COMMANDS, *ingest_cmds.COMMANDS):
+for command in (*fleet_cmds.COMMANDS, *models_cmds.COMMANDS, *ingest_cmds.COMMANDS,
+                *batch_cmds.COMMANDS):
     cli.add_command(command)
 
 

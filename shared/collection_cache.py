@@ -18,11 +18,13 @@ class CollectionCache:
         self._lock = threading.Lock()
         self.loads = 0  # how many times an index was read from Redis (for tests and stats)
 
-    def get(self, name: str) -> tuple[Manifest, SearchIndex]:
-        version = collection_store.current_version(self.client, name)  # one HGET per query
-        if version is None:
+    def get(self, name: str, version: int | None = None) -> tuple[Manifest, SearchIndex]:
+        """The current version, or the given one (a batch keeps the version it started on)."""
+        current = collection_store.current_version(self.client, name)  # one HGET per query
+        if current is None:
             self._loaded.pop(name, None)
             raise UnknownCollection(f"unknown collection {name!r}")
+        version = version or current
         with self._lock:
             cached = self._loaded.get(name)
             if cached and cached[0].version == version:

@@ -1,0 +1,93 @@
+"""Producer side of batches: validate everything, create the batch, enqueue, wait."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import redis
+
+from broker.queues import RETRIEVE_TASK, llm_queue
+from shared import batch_store, collection_store
+from shared.catalog import Catalog
+from shared.errors import UsageError
+from shared.questions import read_questions
+from workers.registry import live_workers
+
+
+def unit_id(question: str) -> str:
+    return "u-" + hashlib.sha1(" ".join(question.split()).encode()).hexdigest()[:12]
+
+
+def check_pools(client: redis.Redis, models: list[str], queue_anyway: bool) -> list[str]:
+    """Models that have no live pool; an error unless the user said to queue anyway."""
+    online = {q for w in live_workers(client) if w.get("state") != "failed" for q in w["queues"]}
+    missing = [m for m in models if llm_queue(m) not in online]
+    if missing and not queue_anyway:
+        raise UsageError(
+            f"no running pool for {', '.join(missing)}: start one (`ragfleet up --model "
+            f"{missing[0]}` or `ragfleet worker --model {missing[0]}`), or pass --queue-anyway"
+        )
+    return missing
+
+
+def submit(app, client: redis.Redis, catalog: Catalog, questions_path: Path, collection: str,
+           models: list[str], params: dict, queue_anyway: bool) -> tuple[str, list[str]]:
+    """Returns the batch id and the models queued without a pool. Nothing is enqueued unless
+    every check passes."""
+    if not models:
+        raise UsageError("give at least one --model")
+    if len(set(models)) != len(models):
+        raise UsageError("a --model is given twice")
+    for name in models:
+        model = catalog.get(name)
+        max_tokens = params["max_tokens"] or model.max_tokens
+        if max_tokens >= model.n_ctx - 64:
+            raise UsageError(f"--max-tokens {max_tokens} leaves no room for the prompt in "
+                             f"{name}'s n_ctx of {model.n_ctx}")
+    questions = read_questions(questions_path)
+    version = collection_store.current_version(client, collection_store.check_name(collection))
+    if version is None:
+        raise UsageError(f"unknown collection {collection!r} (see `ragfleet collections`)")
+    without_pool = check_pools(client, models, queue_anyway)
+
+    units: dict[str, list[str]] = {}
+    for q in questions:  # identical questions are answered once, reported for each id
+        units.setdefault(unit_id(q.question), []).append(q.id)
+    batch_id = batch_store.new_id()
+    meta = {"collection": collection, "version": version, "models": models, "params": params,
+            "questions_file": str(questions_path), "questions": len(questions), "units": len(units)}
+    batch_store.create(client, batch_id, meta, [q.to_json() for q in questions], units)
+    for unit in units:
+        app.send_task(RETRIEVE_TASK, args=[batch_id, unit])
+    return batch_id, without_pool
+
+
+def resume(app, client: redis.Redis, batch_id: str) -> int:
+    """Run again only what is missing or failed; returns how many (question, model) pairs."""
+    missing = batch_store.reopen(client, batch_id)
+    if not missing:
+        return 0
+    units = batch_store.units(client, batch_id)
+    unit_of = {qid: unit for unit, ids in units.items() for qid in ids}
+    todo: dict[str, set[str]] = {}
+    for qid, model in missing:
+        todo.setdefault(unit_of[qid], set()).add(model)
+    for unit, models in todo.items():
+        app.send_task(RETRIEVE_TASK, args=[batch_id, unit, sorted(models)])
+    return len(missing)
+
+
+def wait(client: redis.Redis, batch_id: str, on_progress=None, poll_s: float = 0.5,
+         timeout_s: float | None = None) -> dict:
+    deadline = time.monotonic() + timeout_s if timeout_s else None
+    while True:
+        batch = batch_store.get(client, batch_id)
+        if on_progress:
+            on_progress(batch)
+        if batch["status"] in batch_store.FINISHED:
+            return batch
+        if deadline and time.monotonic() > deadline:
+            raise UsageError(f"batch {batch_id} not finished after {timeout_s:.0f} s")
+        time.sleep(poll_s)

@@ -1,0 +1,18 @@
+"""A batch's results gathered for reporting: the batch, per-model summary, pairs, rows."""
+
+from __future__ import annotations
+
+import redis
+
+from shared import batch_store
+from shared.stats import summarize
+
+
+def build(client: redis.Redis, batch_id: str) -> dict:
+    batch = batch_store.get(client, batch_id)
+    order = {q["id"]: i for i, q in enumerate(batch_store.questions(client, batch_id))}
+    models = batch["models"]
+    results = sorted(batch_store.results(client, batch_id),
+                     key=lambda r: (order.get(r["question_id"], 0), models.index(r["model"])))
+    stats = summarize([r for r in results if not r.get("cancelled")], models)
+    return {"batch": batch, **stats, "results": results}

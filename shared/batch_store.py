@@ -1,0 +1,219 @@
+"""Batches in Redis, like a hosted batch API: status, counters, and exactly one stored result
+per (batch, question id, model) however often a task runs.
+
+A result is written with HSETNX and counted in the same Lua script, so a task that runs twice
+(redelivered after a lost worker) can neither double a result nor its count, and the batch's
+status moves to its final value exactly when the last result lands.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import redis
+
+from broker import keys
+from shared.errors import UsageError
+
+QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
+CANCELLING, CANCELLED = "cancelling", "cancelled"
+FINISHED = {COMPLETED, FAILED, CANCELLED}
+OUTCOMES = ("completed", "failed", "cancelled")
+
+_RECORD = """
+-- KEYS: batch hash, results hash. ARGV: field, result json, outcome, model, now
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[3], 1)
+redis.call('HINCRBY', KEYS[1], ARGV[3] .. ':' .. ARGV[4], 1)
+local b = redis.call('HMGET', KEYS[1], 'total', 'completed', 'failed', 'cancelled', 'status')
+if b[5] == 'queued' then redis.call('HSET', KEYS[1], 'status', 'running') b[5] = 'running' end
+local done = tonumber(b[2] or 0) + tonumber(b[3] or 0) + tonumber(b[4] or 0)
+if done >= tonumber(b[1]) then
+  local final = 'completed'
+  if b[5] == 'cancelling' then final = 'cancelled'
+  elseif tonumber(b[2] or 0) == 0 then final = 'failed' end
+  redis.call('HSET', KEYS[1], 'status', final, 'finished_at', ARGV[5])
+end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[5])
+return 1
+"""
+
+_START = """
+if redis.call('HGET', KEYS[1], 'status') == 'queued' then
+  redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1])
+end
+return redis.call('HGET', KEYS[1], 'status')
+"""
+
+
+class UnknownBatch(UsageError):
+    pass
+
+
+def result_field(question_id: str, model: str) -> str:
+    return f"{question_id}\t{model}"
+
+
+def answer_field(unit: str, model: str) -> str:
+    return f"{unit}\t{model}"
+
+
+def new_id() -> str:
+    return "b-" + uuid.uuid4().hex[:10]
+
+
+def create(client: redis.Redis, batch_id: str, meta: dict, questions: list[dict],
+           units: dict[str, list[str]]) -> None:
+    """meta: collection, version, models, params. units: distinct question text -> its ids."""
+    now = time.time()
+    total = len(questions) * len(meta["models"])
+    with client.pipeline(transaction=True) as pipe:
+        pipe.set(keys.batch_key(batch_id, "questions"), json.dumps(questions))
+        pipe.set(keys.batch_key(batch_id, "units"), json.dumps(units))
+        pipe.hset(keys.batch_key(batch_id), mapping={
+            "id": batch_id, "meta": json.dumps(meta), "status": QUEUED, "total": total,
+            "completed": 0, "failed": 0, "cancelled": 0, "created_at": now, "updated_at": now,
+        })
+        pipe.zadd(keys.BATCHES_INDEX, {batch_id: now})
+        pipe.execute()
+
+
+def get(client: redis.Redis, batch_id: str) -> dict:
+    raw = client.hgetall(keys.batch_key(batch_id))
+    if not raw:
+        raise UnknownBatch(f"unknown batch {batch_id!r}")
+    raw = {_s(k): _s(v) for k, v in raw.items()}
+    meta = json.loads(raw.pop("meta"))
+    batch = {"id": raw["id"], "status": raw["status"], **meta}
+    for name in ("total", *OUTCOMES):
+        batch[name] = int(raw.get(name, 0))
+    for name in ("created_at", "updated_at", "started_at", "finished_at"):
+        batch[name] = float(raw[name]) if name in raw else None
+    batch["per_model"] = {
+        m: {o: int(raw.get(f"{o}:{m}", 0)) for o in OUTCOMES} for m in meta["models"]
+    }
+    return batch
+
+
+def questions(client: redis.Redis, batch_id: str) -> list[dict]:
+    raw = client.get(keys.batch_key(batch_id, "questions"))
+    if raw is None:
+        raise UnknownBatch(f"unknown batch {batch_id!r}")
+    return json.loads(raw)
+
+
+def units(client: redis.Redis, batch_id: str) -> dict[str, list[str]]:
+    return json.loads(client.get(keys.batch_key(batch_id, "units")) or "{}")
+
+
+def mark_started(client: redis.Redis, batch_id: str) -> str:
+    return _s(client.eval(_START, 1, keys.batch_key(batch_id), time.time()))
+
+
+def status(client: redis.Redis, batch_id: str) -> str | None:
+    value = client.hget(keys.batch_key(batch_id), "status")
+    return _s(value) if value is not None else None
+
+
+def save_contexts(client: redis.Redis, batch_id: str, unit: str, contexts: dict) -> None:
+    client.hset(keys.batch_key(batch_id, "contexts"), unit, json.dumps(contexts))
+
+
+def contexts(client: redis.Redis, batch_id: str, unit: str) -> dict | None:
+    raw = client.hget(keys.batch_key(batch_id, "contexts"), unit)
+    return json.loads(raw) if raw else None
+
+
+def save_answer(client: redis.Redis, batch_id: str, unit: str, model: str, answer: dict) -> bool:
+    """Keep the first answer for (unit, model); a duplicate run's answer is dropped."""
+    return bool(client.hsetnx(keys.batch_key(batch_id, "answers"), answer_field(unit, model),
+                              json.dumps(answer)))
+
+
+def answer(client: redis.Redis, batch_id: str, unit: str, model: str) -> dict | None:
+    raw = client.hget(keys.batch_key(batch_id, "answers"), answer_field(unit, model))
+    return json.loads(raw) if raw else None
+
+
+def record(client: redis.Redis, batch_id: str, question_id: str, model: str, result: dict,
+           outcome: str) -> bool:
+    """Store the one result of (question, model) and count it; False if one was already stored."""
+    if outcome not in OUTCOMES:
+        raise ValueError(outcome)
+    stored = client.eval(_RECORD, 2, keys.batch_key(batch_id), keys.batch_key(batch_id, "results"),
+                         result_field(question_id, model), json.dumps(result), outcome, model,
+                         time.time())
+    return bool(stored)
+
+
+def has_result(client: redis.Redis, batch_id: str, question_id: str, model: str) -> bool:
+    return bool(client.hexists(keys.batch_key(batch_id, "results"),
+                               result_field(question_id, model)))
+
+
+def results(client: redis.Redis, batch_id: str) -> list[dict]:
+    raw = client.hgetall(keys.batch_key(batch_id, "results"))
+    return [json.loads(v) for v in raw.values()]
+
+
+def cancel(client: redis.Redis, batch_id: str) -> str:
+    """Ask queued work to stop; finished results stay. Returns the status afterwards."""
+    with client.pipeline(transaction=True) as pipe:
+        while True:
+            try:
+                pipe.watch(keys.batch_key(batch_id))
+                current = pipe.hget(keys.batch_key(batch_id), "status")
+                if current is None:
+                    raise UnknownBatch(f"unknown batch {batch_id!r}")
+                current = _s(current)
+                if current in FINISHED or current == CANCELLING:
+                    return current
+                pipe.multi()
+                pipe.hset(keys.batch_key(batch_id), "status", CANCELLING)
+                pipe.execute()
+                return CANCELLING
+            except redis.WatchError:
+                continue
+
+
+def reopen(client: redis.Redis, batch_id: str) -> list[tuple[str, str]]:
+    """For --resume: forget failed and cancelled results so they run again. Returns the
+    (question id, model) pairs that have no result now."""
+    batch = get(client, batch_id)
+    if batch["status"] in (QUEUED, RUNNING, CANCELLING):
+        raise UsageError(f"batch {batch_id} is still {batch['status']}: resume it when it is done")
+    fields = {_s(k): json.loads(v) for k, v in
+              client.hgetall(keys.batch_key(batch_id, "results")).items()}
+    redo = {f: r for f, r in fields.items() if r.get("error") or r.get("cancelled")}
+    missing = [(q["id"], m) for q in questions(client, batch_id) for m in batch["models"]
+               if result_field(q["id"], m) not in fields or result_field(q["id"], m) in redo]
+    if not missing:
+        return []
+    with client.pipeline(transaction=True) as pipe:
+        for field, result in redo.items():
+            outcome = "cancelled" if result.get("cancelled") else "failed"
+            pipe.hdel(keys.batch_key(batch_id, "results"), field)
+            pipe.hincrby(keys.batch_key(batch_id), outcome, -1)
+            pipe.hincrby(keys.batch_key(batch_id), f"{outcome}:{result['model']}", -1)
+            if result.get("unit"):
+                pipe.hdel(keys.batch_key(batch_id, "answers"), answer_field(result["unit"], result["model"]))
+        pipe.hset(keys.batch_key(batch_id), mapping={"status": RUNNING, "updated_at": time.time()})
+        pipe.hdel(keys.batch_key(batch_id), "finished_at")
+        pipe.execute()
+    return missing
+
+
+def list_batches(client: redis.Redis, limit: int = 50) -> list[dict]:
+    found = []
+    for batch_id in client.zrevrange(keys.BATCHES_INDEX, 0, limit - 1):
+        try:
+            found.append(get(client, _s(batch_id)))
+        except UnknownBatch:
+            continue
+    return found
+
+
+def _s(value) -> str:
+    return value.decode() if isinstance(value, bytes) else value

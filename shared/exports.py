@@ -1,0 +1,86 @@
+"""Batch results as tables and files: table, json, csv, md and the study's `seed` rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+RESULT_COLUMNS = ("question_id", "model", "question", "reference", "answer", "cosine",
+                  "retrieval_s", "queue_s", "prompt_s", "ttft_s", "generation_s", "response_s",
+                  "total_s", "prompt_tokens", "completion_tokens", "tokens_per_s", "pages",
+                  "worker", "model_file", "error")
+FORMATS = ("table", "json", "csv", "md", "seed")
+
+
+def _num(value, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _ci(summary: dict) -> str:
+    ci = summary.get("cosine_ci95")
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-"
+
+
+SUMMARY_HEADERS = ("MODEL", "ANSWERED", "FAILED", "COSINE MEAN", "95% CI", "MEDIAN", "LATENCY P50",
+                   "P95", "TTFT P50", "TOKENS/S", "SPEEDUP")
+
+
+def summary_rows(report: dict) -> list[tuple]:
+    return [(s["model"], s["answered"], s["failed"], _num(s["cosine_mean"]), _ci(s),
+             _num(s["cosine_median"]), _num(s["latency_p50_s"], 2) + " s",
+             _num(s["latency_p95_s"], 2) + " s", _num(s["ttft_p50_s"], 2) + " s",
+             _num(s["tokens_per_s"], 1), _num(s["speedup_vs_slowest"], 2) + "x")
+            for s in report["summary"]]
+
+
+def paired_lines(report: dict) -> list[str]:
+    lines = []
+    for p in report["paired"]:
+        if p["cosine_diff_mean"] is None:
+            continue
+        ci = p["cosine_diff_ci95"]
+        ci_text = f", 95% CI [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else ""
+        lines.append(f"{p['model_a']} - {p['model_b']}: cosine {p['cosine_diff_mean']:+.3f} "
+                     f"over {p['questions']} questions{ci_text}")
+    return lines
+
+
+def to_json(report: dict) -> str:
+    return json.dumps(report, indent=2)
+
+
+def to_csv(report: dict) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for row in report["results"]:
+        writer.writerow({**row, "pages": " ".join(row.get("pages") or [])})
+    return out.getvalue()
+
+
+def to_markdown(report: dict) -> str:
+    header = "| " + " | ".join(SUMMARY_HEADERS) + " |"
+    rule = "|" + "|".join("---" for _ in SUMMARY_HEADERS) + "|"
+    rows = ["| " + " | ".join(str(c) for c in row) + " |" for row in summary_rows(report)]
+    batch = report["batch"]
+    lines = [f"# Batch {batch['id']}", "",
+             f"Collection `{batch['collection']}` version {batch['version']}, "
+             f"{batch['questions']} questions, status {batch['status']}.", "",
+             header, rule, *rows]
+    paired = paired_lines(report)
+    if paired:
+        lines += ["", "Paired differences:", ""] + [f"- {line}" for line in paired]
+    return "\n".join(lines) + "\n"
+
+
+def to_seed(report: dict) -> str:
+    """The study's rows: model;question;cosine;resp_time."""
+    lines = ["model;question;cosine;resp_time"]
+    for r in report["results"]:
+        if r.get("error") or r.get("cancelled"):
+            continue
+        question = " ".join(r["question"].split()).replace(";", ",")
+        cosine = "" if r["cosine"] is None else f"{r['cosine']:.4f}"
+        lines.append(f"{r['model']};{question};{cosine};{r['response_s']:.3f}")
+    return "\n".join(lines) + "\n"

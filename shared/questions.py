@@ -1,0 +1,132 @@
+"""Questions files: CSV with a header row, or JSONL; fields `question`, optional `reference`
+(the expert answer; `truth` and `answer` are accepted too) and optional `id`.
+
+Every problem is reported with its line number, before anything is enqueued."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.errors import UsageError
+
+MAX_QUESTION_CHARS = 4000
+MAX_FILE_BYTES = 50 * 1024 * 1024
+REFERENCE_FIELDS = ("reference", "truth", "answer")
+# Reference answers in the Northwind set end with citations such as [file.pdf#page=7]
+CITATION = re.compile(r"\s*\[([^\[\]]+?)#page=(\d+)\]")
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    question: str
+    reference: str | None
+    sources: tuple[str, ...] = ()  # "file.pdf#page=7" citations taken out of the reference
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "question": self.question, "reference": self.reference,
+                "sources": list(self.sources)}
+
+
+class BadQuestions(UsageError):
+    pass
+
+
+def stable_id(text: str) -> str:
+    return "q-" + hashlib.sha1(" ".join(text.lower().split()).encode()).hexdigest()[:10]
+
+
+def split_citations(reference: str) -> tuple[str, tuple[str, ...]]:
+    sources = tuple(f"{m.group(1).strip()}#page={m.group(2)}" for m in CITATION.finditer(reference))
+    return CITATION.sub("", reference).strip(), sources
+
+
+def read_questions(path: Path) -> list[Question]:
+    name = path.name
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BadQuestions(f"{path}: no such file") from None
+    except OSError as exc:
+        raise BadQuestions(f"{path}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise BadQuestions(f"{name}: {len(data)} bytes is over the limit of {MAX_FILE_BYTES}")
+    if b"\0" in data:
+        raise BadQuestions(f"{name}: a binary file, not CSV or JSONL text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadQuestions(f"{name}: not UTF-8 text (byte {exc.start})") from None
+    if not text.strip():
+        raise BadQuestions(f"{name}: the file is empty")
+    is_jsonl = path.suffix.lower() in (".jsonl", ".ndjson", ".json") or text.lstrip().startswith("{")
+    rows = _jsonl_rows(text, name) if is_jsonl else _csv_rows(text, name)
+    return _to_questions(rows, name)
+
+
+def _jsonl_rows(text: str, name: str):
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadQuestions(f"{name} line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(row, dict):
+            raise BadQuestions(f"{name} line {number}: expected a JSON object")
+        yield number, row
+
+
+def _csv_rows(text: str, name: str):
+    csv.field_size_limit(MAX_FILE_BYTES)  # let our own length check name an oversize question
+    reader = csv.DictReader(io.StringIO(text))
+    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    if "question" not in fields:
+        found = ", ".join(f for f in fields if f) or "none"
+        raise BadQuestions(f"{name}: no 'question' column in the header row (found: {found})")
+    reader.fieldnames = fields
+    try:
+        for row in reader:
+            if None in row:
+                raise BadQuestions(f"{name} line {reader.line_num}: more fields than the header")
+            yield reader.line_num, row
+    except csv.Error as exc:
+        raise BadQuestions(f"{name} line {reader.line_num}: {exc}") from None
+
+
+def _to_questions(rows, name: str) -> list[Question]:
+    questions: list[Question] = []
+    seen: dict[str, int] = {}
+    for number, row in rows:
+        text = row.get("question")
+        if not isinstance(text, str) or not text.strip():
+            raise BadQuestions(f"{name} line {number}: no question text")
+        text = text.strip()
+        if len(text) > MAX_QUESTION_CHARS:
+            raise BadQuestions(f"{name} line {number}: the question has {len(text)} characters, "
+                               f"over the limit of {MAX_QUESTION_CHARS}")
+        reference = next((row[f] for f in REFERENCE_FIELDS if row.get(f) not in (None, "")), None)
+        if reference is not None and not isinstance(reference, str):
+            raise BadQuestions(f"{name} line {number}: the reference must be text")
+        sources: tuple[str, ...] = ()
+        if reference:
+            reference, sources = split_citations(reference)
+        given = row.get("id")
+        qid = str(given).strip() if given not in (None, "") else None
+        if qid is None:
+            qid = stable_id(text)
+            if qid in seen:  # the same text twice without ids: keep both, answered once
+                qid = f"{qid}-{sum(1 for q in questions if q.id.startswith(qid)) + 1}"
+        elif qid in seen:
+            raise BadQuestions(f"{name} line {number}: duplicate id {qid!r} (first on line {seen[qid]})")
+        seen[qid] = number
+        questions.append(Question(qid, text, reference or None, sources))
+    if not questions:
+        raise BadQuestions(f"{name}: no questions in the file")
+    return questions

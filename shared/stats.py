@@ -1,0 +1,81 @@
+"""Per-model aggregates of a batch: accuracy with a bootstrap interval, latency percentiles,
+tokens per second, speedup against the slowest model, and paired accuracy differences."""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+
+BOOTSTRAP_SAMPLES = 2000
+SEED = 20241122  # fixed: the same results always give the same intervals
+
+
+def bootstrap_ci(values, confidence: float = 0.95, samples: int = BOOTSTRAP_SAMPLES,
+                 seed: int = SEED) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the mean; None for fewer than two values."""
+    data = np.asarray(values, dtype=float)
+    if len(data) < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, len(data), size=(samples, len(data)))].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
+def _percentile(values, q: float) -> float | None:
+    return float(np.percentile(values, q)) if len(values) else None
+
+
+def model_summary(model: str, results: list[dict]) -> dict:
+    ok = [r for r in results if not r.get("error") and not r.get("cancelled")]
+    failed = [r for r in results if r.get("error")]
+    scored = [r["cosine"] for r in ok if r.get("cosine") is not None]
+    latency = [r["response_s"] for r in ok]
+    ttft = [r["ttft_s"] for r in ok]
+    gen_time = sum(r["generation_s"] for r in ok)
+    gen_tokens = sum(max(0, r["completion_tokens"] - 1) for r in ok)
+    ci = bootstrap_ci(scored)
+    return {
+        "model": model,
+        "answered": len(ok),
+        "failed": len(failed),
+        "scored": len(scored),
+        "cosine_mean": float(np.mean(scored)) if scored else None,
+        "cosine_ci95": list(ci) if ci else None,
+        "cosine_median": float(np.median(scored)) if scored else None,
+        "latency_p50_s": _percentile(latency, 50),
+        "latency_p95_s": _percentile(latency, 95),
+        "ttft_p50_s": _percentile(ttft, 50),
+        "tokens_per_s": gen_tokens / gen_time if gen_time > 0 else None,
+        "model_file": next((r.get("model_file") for r in ok), None),
+    }
+
+
+def summarize(results: list[dict], models: list[str]) -> dict:
+    """`summary` per model (with speedup against the slowest) and `paired` cosine differences."""
+    by_model = {m: [r for r in results if r["model"] == m] for m in models}
+    summary = [model_summary(m, rs) for m, rs in by_model.items()]
+    medians = [s["latency_p50_s"] for s in summary if s["latency_p50_s"]]
+    slowest = max(medians) if medians else None
+    for s in summary:
+        s["speedup_vs_slowest"] = (slowest / s["latency_p50_s"]
+                                   if slowest and s["latency_p50_s"] else None)
+    return {"summary": summary, "paired": paired_differences(by_model)}
+
+
+def paired_differences(by_model: dict[str, list[dict]]) -> list[dict]:
+    """For each pair of models, the mean of (cosine A - cosine B) over the questions both
+    answered with a score, with its bootstrap interval: the fair accuracy comparison."""
+    scores = {m: {r["question_id"]: r["cosine"] for r in rs if r.get("cosine") is not None}
+              for m, rs in by_model.items()}
+    pairs = []
+    for a, b in combinations(by_model, 2):
+        common = sorted(scores[a].keys() & scores[b].keys())
+        diffs = [scores[a][q] - scores[b][q] for q in common]
+        ci = bootstrap_ci(diffs)
+        pairs.append({"model_a": a, "model_b": b, "questions": len(common),
+                      "cosine_diff_mean": float(np.mean(diffs)) if diffs else None,
+                      "cosine_diff_ci95": list(ci) if ci else None})
+    return pairs

@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from shared.stats import bootstrap_ci, summarize
+
+pytestmark = pytest.mark.unit
+
+
+def result(model, qid, cosine, response_s, error=None):
+    return {"model": model, "question_id": qid, "cosine": cosine, "response_s": response_s,
+            "ttft_s": response_s / 4, "generation_s": response_s * 3 / 4,
+            "completion_tokens": 31, "error": error, "model_file": f"{model}.gguf"}
+
+
+def test_bootstrap_interval_contains_the_mean_and_is_reproducible():
+    values = [0.2, 0.4, 0.6, 0.8, 0.5, 0.55]
+    low, high = bootstrap_ci(values)
+    assert low < np.mean(values) < high
+    assert bootstrap_ci(values) == (low, high)
+    assert bootstrap_ci([0.5]) is None
+    assert bootstrap_ci([0.5, 0.5]) == (0.5, 0.5)
+
+
+def test_summary_counts_latency_speedup_and_pairs():
+    results = [
+        result("big", "q1", 0.9, 10.0), result("big", "q2", 0.7, 20.0),
+        result("big", "q3", None, 0, error="time limit"),
+        result("small", "q1", 0.6, 2.0), result("small", "q2", 0.5, 4.0),
+        result("small", "q3", 0.4, 3.0),
+    ]
+    out = summarize(results, ["big", "small"])
+    big, small = out["summary"]
+    assert (big["answered"], big["failed"], small["answered"]) == (2, 1, 3)
+    assert big["cosine_mean"] == pytest.approx(0.8)
+    assert big["latency_p50_s"] == pytest.approx(15.0) and small["latency_p50_s"] == pytest.approx(3.0)
+    assert big["speedup_vs_slowest"] == pytest.approx(1.0)
+    assert small["speedup_vs_slowest"] == pytest.approx(5.0)
+    # 30 decoded tokens after the first, over 3/4 of the response time
+    assert small["tokens_per_s"] == pytest.approx(90 / (9 * 0.75))
+    (pair,) = out["paired"]
+    assert pair["questions"] == 2  # q3 has no score for big
+    assert pair["cosine_diff_mean"] == pytest.approx(((0.9 - 0.6) + (0.7 - 0.5)) / 2)
