@@ -66,16 +66,6 @@ def generate_answer(engine, batch: dict, model: str, question: str, retrieved: d
     }
 
 
-def result_record(question: dict, model: str, unit: str, answer: dict | None = None,
-                  cosine: float | None = None, error: str | None = None,
-                  cancelled: bool = False) -> dict:
-    """The stored result of one (question id, model)."""
-    return {"question_id": question["id"], "model": model, "unit": unit,
-            "question": question["question"], "reference": question.get("reference"),
-            "sources": question.get("sources", []), "cosine": cosine, "error": error,
-            "cancelled": cancelled, **(answer or {"answer": None})}
-
-
 def similarity(embedder, answer: str, reference: str) -> float:
     """Cosine similarity of the two texts' embeddings (normalised, so a dot product)."""
     vectors = embedder.embed([answer, reference])

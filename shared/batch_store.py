@@ -48,8 +48,25 @@ return redis.call('HGET', KEYS[1], 'status')
 """
 
 
+_CANCEL = """
+local s = redis.call('HGET', KEYS[1], 'status')
+if s == 'queued' or s == 'running' then redis.call('HSET', KEYS[1], 'status', 'cancelling') end
+return redis.call('HGET', KEYS[1], 'status')
+"""
+
+
 class UnknownBatch(UsageError):
     pass
+
+
+def result_record(question: dict, model: str, unit: str | None, answer: dict | None = None,
+                  cosine: float | None = None, error: str | None = None,
+                  cancelled: bool = False) -> dict:
+    """The stored result of one (question id, model)."""
+    return {"question_id": question["id"], "model": model, "unit": unit,
+            "question": question["question"], "reference": question.get("reference"),
+            "sources": question.get("sources", []), "cosine": cosine, "error": error,
+            "cancelled": cancelled, **(answer or {"answer": None})}
 
 
 def result_field(question_id: str, model: str) -> str:
@@ -159,23 +176,25 @@ def results(client: redis.Redis, batch_id: str) -> list[dict]:
 
 
 def cancel(client: redis.Redis, batch_id: str) -> str:
-    """Ask queued work to stop; finished results stay. Returns the status afterwards."""
-    with client.pipeline(transaction=True) as pipe:
-        while True:
-            try:
-                pipe.watch(keys.batch_key(batch_id))
-                current = pipe.hget(keys.batch_key(batch_id), "status")
-                if current is None:
-                    raise UnknownBatch(f"unknown batch {batch_id!r}")
-                current = _s(current)
-                if current in FINISHED or current == CANCELLING:
-                    return current
-                pipe.multi()
-                pipe.hset(keys.batch_key(batch_id), "status", CANCELLING)
-                pipe.execute()
-                return CANCELLING
-            except redis.WatchError:
-                continue
+    """Stop a batch: every (question, model) without a result is recorded as cancelled now, so
+    queued tasks find it settled and skip; finished results stay. Returns the final status."""
+    current = status(client, batch_id)
+    if current is None:
+        raise UnknownBatch(f"unknown batch {batch_id!r}")
+    if current in FINISHED:
+        return current
+    settled = _s(client.eval(_CANCEL, 1, keys.batch_key(batch_id)))
+    if settled in FINISHED:
+        return settled  # it finished in the meantime
+    models = get(client, batch_id)["models"]
+    unit_of = {qid: unit for unit, ids in units(client, batch_id).items() for qid in ids}
+    for question in questions(client, batch_id):
+        for model in models:
+            if not has_result(client, batch_id, question["id"], model):
+                record(client, batch_id, question["id"], model,
+                       result_record(question, model, unit_of.get(question["id"]),
+                                     cancelled=True), "cancelled")
+    return status(client, batch_id)
 
 
 def reopen(client: redis.Redis, batch_id: str) -> list[tuple[str, str]]:

@@ -32,7 +32,7 @@ def _record_all(client, batch_id, records, model, unit, outcome, **fields) -> No
     for question in records:
         if not batch_store.has_result(client, batch_id, question["id"], model):
             batch_store.record(client, batch_id, question["id"], model,
-                               batch_pipeline.result_record(question, model, unit, **fields),
+                               batch_store.result_record(question, model, unit, **fields),
                                outcome)
 
 
@@ -114,5 +114,5 @@ def score(batch_id: str, question_id: str, unit: str, model: str) -> None:
     cosine = batch_pipeline.similarity(get_embedder(), stored["answer"], question["reference"])
     stored = {**stored, "score_s": time.perf_counter() - started}
     batch_store.record(client, batch_id, question_id, model,
-                       batch_pipeline.result_record(question, model, unit, answer=stored,
+                       batch_store.result_record(question, model, unit, answer=stored,
                                                     cosine=cosine), "completed")

@@ -1,0 +1,228 @@
+"""The study as a system, through the real CLI: a real fleet (`ragfleet up`: embedded Redis,
+cpu pool, SmolLM2 and Gemma pools), the real Northwind PDF, real answers, real scores."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from broker import connection
+from broker.app import configure
+from broker.queues import ANSWER_TASK, llm_queue
+from shared import batch_store
+from shared.config import Settings
+from shared.embeddings import model_path
+from tests.helpers import assert_one_line_error, clean_env, ragfleet, wait_for
+from tests.pdf_samples import STANDARD_PDF
+
+pytestmark = pytest.mark.e2e
+
+MODELS = ["smollm2-135m", "gemma3-270m"]
+QUESTIONS = [
+    {"id": "billing", "question": "What protection does Contoso offer against balance billing?",
+     "reference": "Contoso offers a balance billing protection through the Northwind Standard "
+                  "plan, which protects employees from unexpected costs. [Northwind_Standard_"
+                  "Benefits_Details.pdf#page=7]"},
+    {"id": "network", "question": "what is in-network mean for Northwind Health?",
+     "reference": "In-network providers have agreed to accept the payment offered by "
+                  "Northwind Health."},
+    # the same text under another id: answered once, reported for both ids
+    {"id": "network-again", "question": "what is in-network mean for Northwind Health?",
+     "reference": "Providers that accept Northwind Health's payment."},
+    {"id": "no-reference", "question": "Does the plan cover eye exams?"},
+]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("batch-fleet")
+    env = clean_env(RAGFLEET_DATA_DIR=str(folder / "data"))
+    up = ragfleet("up", "--model", MODELS[0], "--model", MODELS[1], "--json", env=env, timeout=400)
+    assert up.returncode == 0, up.stderr
+    url = json.loads((folder / "data" / "run" / "redis.json").read_text())["info"]["url"]
+    try:
+        ingest = ragfleet("ingest", str(STANDARD_PDF), "-c", "nw", "--wait", env=env, timeout=600)
+        assert ingest.returncode == 0, ingest.stderr
+        env["REDIS_URL_FOR_TESTS"] = url  # for sending a task by hand
+        yield env, connection.client(url), folder
+    finally:
+        ragfleet("down", env=env, timeout=120)
+
+
+def ask(env, questions_path, *extra, timeout=900):
+    return ragfleet("ask", str(questions_path), "-c", "nw", "-m", MODELS[0], "-m", MODELS[1],
+                    "--top-k", "2", "--max-tokens", "24", *extra, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def finished(fleet):
+    env, client, folder = fleet
+    result = ask(env, write_jsonl(folder / "q.jsonl", QUESTIONS), "--wait", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    out = ragfleet("results", summary["batch"], "--format", "json", env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return summary, json.loads(out.stdout)
+
+
+def test_every_pair_answered_and_counted_once(finished):
+    summary, report = finished
+    assert summary["status"] == "completed"
+    assert (summary["total"], summary["completed"], summary["failed"]) == (8, 8, 0)
+    pairs = [(r["question_id"], r["model"]) for r in report["results"]]
+    assert sorted(pairs) == sorted((q["id"], m) for q in QUESTIONS for m in MODELS)
+    for r in report["results"]:
+        assert r["answer"] and r["error"] is None
+        assert r["model_file"].endswith(".gguf") and r["worker"] and r["backend"] == "cpu"
+        assert 0 < r["completion_tokens"] <= 25 and r["prompt_tokens"] > 100
+        assert r["prompt_tokens"] + 24 <= 2048
+    assert {s["model"]: s["answered"] for s in report["summary"]} == {m: 4 for m in MODELS}
+
+
+def test_identical_questions_are_answered_once(finished):
+    _, report = finished
+    for model in MODELS:
+        by_id = {r["question_id"]: r for r in report["results"] if r["model"] == model}
+        a, b = by_id["network"], by_id["network-again"]
+        assert a["answer"] == b["answer"] and a["response_s"] == b["response_s"]
+        assert a["reference"] != b["reference"]  # each id keeps its own reference and score
+
+
+def test_stored_cosines_match_an_independent_recomputation(finished):
+    from sentence_transformers import SentenceTransformer
+
+    _, report = finished
+    model = SentenceTransformer(model_path(), device="cpu")
+    for r in report["results"]:
+        if r["reference"] is None:
+            assert r["cosine"] is None  # stored unscored
+            continue
+        a, b = model.encode([r["answer"], r["reference"]])
+        expected = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
+        assert r["cosine"] == pytest.approx(expected, abs=1e-4)
+    billing = [r for r in report["results"] if r["question_id"] == "billing"][0]
+    assert "[" not in billing["reference"]  # the citation is not part of the scored text
+    assert billing["sources"] == ["Northwind_Standard_Benefits_Details.pdf#page=7"]
+
+
+def test_timings_add_up(finished):
+    _, report = finished
+    for r in report["results"]:
+        parts = (r["retrieval_s"], r["queue_s"], r["prompt_s"], r["ttft_s"], r["generation_s"])
+        assert all(p >= 0 for p in parts)
+        assert r["response_s"] == pytest.approx(r["ttft_s"] + r["generation_s"], abs=1e-6)
+        assert r["total_s"] == pytest.approx(sum(parts), abs=1e-6)
+        assert r["ttft_s"] > 0
+
+
+def test_every_model_got_the_same_contexts(finished):
+    _, report = finished
+    pages = {}
+    for r in report["results"]:
+        pages.setdefault(r["question_id"], []).append(tuple(r["pages"]))
+    for question_id, seen in pages.items():
+        # the same retrieval; a model may only keep fewer of them (trimmed to fit its n_ctx)
+        longest = max(seen, key=len)
+        assert all(longest[:len(s)] == s for s in seen), question_id
+
+
+def test_duplicate_delivery_stores_nothing_twice(fleet, finished):
+    env, client, _ = fleet
+    summary, report = finished
+    batch_id = summary["batch"]
+    url = env["REDIS_URL_FOR_TESTS"]
+    app = configure(url, Settings(redis_url=url))
+    unit = report["results"][0]["unit"]
+    before = batch_store.get(client, batch_id)
+    app.send_task(ANSWER_TASK, args=[batch_id, unit, MODELS[0], 0.0], queue=llm_queue(MODELS[0]))
+    wait_for(lambda: client.llen(llm_queue(MODELS[0])) == 0, 60, what="duplicate consumed")
+    after = batch_store.get(client, batch_id)
+    assert (after["completed"], after["failed"]) == (before["completed"], before["failed"])
+    assert len(batch_store.results(client, batch_id)) == 8
+
+
+def test_result_formats(fleet, finished):
+    env, _, folder = fleet
+    batch_id = finished[0]["batch"]
+    seed = ragfleet("results", batch_id, "--format", "seed", env=env, timeout=120).stdout.splitlines()
+    assert seed[0] == "model;question;cosine;resp_time" and len(seed) == 9
+    model, question, cosine, resp = seed[1].split(";")
+    assert model in MODELS and float(resp) > 0
+    csv_out = folder / "r.csv"
+    written = ragfleet("results", batch_id, "--format", "csv", "-o", str(csv_out), env=env)
+    assert written.returncode == 0 and csv_out.read_text().startswith("question_id,model,")
+    md = ragfleet("results", batch_id, "--format", "md", env=env, timeout=120).stdout
+    assert "| smollm2-135m |" in md and "COSINE MEAN" in md
+    table = ragfleet("results", batch_id, env=env, timeout=120).stdout
+    assert "gemma3-270m" in table and "SPEEDUP" in table
+    listing = json.loads(ragfleet("batches", "--json", env=env, timeout=60).stdout)
+    assert batch_id in [b["id"] for b in listing["batches"]]
+
+
+def test_cancel_then_resume(fleet):
+    env, client, folder = fleet
+    many = [{"id": f"c{i}", "question": f"What does the plan say about topic number {i}?"}
+            for i in range(6)]
+    result = ask(env, write_jsonl(folder / "many.jsonl", many), "--no-wait", "--json")
+    assert result.returncode == 0, result.stderr
+    batch_id = json.loads(result.stdout)["batch"]
+    cancelled = ragfleet("cancel", batch_id, "--json", env=env, timeout=60)
+    assert json.loads(cancelled.stdout)["status"] == "cancelled"
+    batch = batch_store.get(client, batch_id)
+    assert batch["cancelled"] > 0
+    assert batch["completed"] + batch["failed"] + batch["cancelled"] == batch["total"] == 12
+    resumed = ragfleet("ask", "--resume", batch_id, "--wait", "--json", env=env, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr
+    final = json.loads(resumed.stdout)
+    assert (final["status"], final["completed"], final["cancelled"]) == ("completed", 12, 0)
+    assert len(batch_store.results(client, batch_id)) == 12
+
+
+def test_prompt_that_cannot_fit_fails_with_its_reason(fleet):
+    env, client, folder = fleet
+    long_question = [{"id": "huge", "question": "Explain this. " + "coverage details " * 230}]
+    path = write_jsonl(folder / "huge.jsonl", long_question)
+    result = ragfleet("ask", str(path), "-c", "nw", "-m", MODELS[0], "--max-tokens", "1900",
+                      "--wait", "--json", env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["status"], summary["failed"]) == ("failed", 1)
+    (stored,) = batch_store.results(client, summary["batch"])
+    assert "does not fit n_ctx 2048" in stored["error"]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["-m", "gpt-5"], "unknown model 'gpt-5'"),
+    (["-m", "tinyllama-1.1b-chat"], "no running pool for tinyllama-1.1b-chat"),
+    (["-m", MODELS[0], "--max-tokens", "2040"], "leaves no room for the prompt"),
+], ids=["unknown-model", "no-pool", "max-tokens"])
+def test_bad_models_are_refused_before_anything_is_queued(fleet, args, needle):
+    env, client, folder = fleet
+    before = client.zcard("ragfleet:batches")
+    path = write_jsonl(folder / "ok.jsonl", QUESTIONS[:1])
+    result = ragfleet("ask", str(path), "-c", "nw", *args, env=env, timeout=60)
+    assert_one_line_error(result, 2, needle)
+    assert client.zcard("ragfleet:batches") == before
+
+
+@pytest.mark.parametrize("content, collection, needle", [
+    ('{"question": "ok?"}\n', "missing", "unknown collection 'missing'"),
+    ("", "nw", "empty"),
+    ('{"question": "ok?"\n', "nw", "not valid JSON"),
+    ('{"id": "a", "question": "one?"}\n{"id": "a", "question": "two?"}\n', "nw", "duplicate id"),
+], ids=["unknown-collection", "empty-file", "malformed", "duplicate-ids"])
+def test_bad_questions_or_collection(fleet, content, collection, needle):
+    env, client, folder = fleet
+    before = client.zcard("ragfleet:batches")
+    path = folder / "bad.jsonl"
+    path.write_text(content)
+    result = ragfleet("ask", str(path), "-c", collection, "-m", MODELS[0], env=env, timeout=60)
+    assert_one_line_error(result, 2, needle)
+    assert client.zcard("ragfleet:batches") == before
