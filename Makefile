@@ -22,9 +22,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/ragfleet up
-	@echo
-	@echo "The fleet is running. Stop it with: $(BIN)/ragfleet down"
+	$(BIN)/ragfleet demo
 
 up: install
 	$(BIN)/ragfleet up
