@@ -9,7 +9,7 @@ from pathlib import Path
 from broker import connection
 from broker.app import configure
 from producer import batch_client, fleet, ingest_client
-from shared import batch_results, exports, jobs
+from shared import batch_results, exports, jobs, report_html
 from shared.catalog import Catalog
 from shared.config import PROJECT_ROOT, Settings
 from shared.errors import RagfleetError
@@ -56,5 +56,6 @@ def run(settings: Settings, catalog: Catalog, questions: int, max_tokens: int, t
     (out / "results.csv").write_text(exports.to_csv(report), encoding="utf-8")
     (out / "results.md").write_text(exports.to_markdown(report), encoding="utf-8")
     (out / "seed.csv").write_text(exports.to_seed(report), encoding="utf-8")
+    (out / "report.html").write_text(report_html.render(report), encoding="utf-8")
     (out / "batch.json").write_text(json.dumps(report["batch"], indent=2), encoding="utf-8")
     return report, out

@@ -45,10 +45,11 @@ def start(settings: Settings, redis_url: str, timeout_s: float = 60.0) -> proces
     port = settings.flower_port or free_port(settings.flower_address)
     host = "127.0.0.1" if settings.flower_address == "0.0.0.0" else settings.flower_address
     url = f"http://{host}:{port}"
-    argv = [sys.executable, "-m", "celery", "-A", "broker.app:app", "--broker", redis_url,
-            "flower", f"--address={settings.flower_address}", f"--port={port}"]
+    argv = [sys.executable, "-m", "celery", "-A", "broker.app:app", "flower",
+            f"--address={settings.flower_address}", f"--port={port}"]
+    # secrets through the environment: a command line is visible to every user in `ps`
     env = {**os.environ, "FLOWER_BASIC_AUTH": f"{user}:{password}",
-           "RAGFLEET_DATA_DIR": str(settings.data_path)}
+           "CELERY_BROKER_URL": redis_url, "RAGFLEET_DATA_DIR": str(settings.data_path)}
     record = processes.spawn(RECORD_NAME, argv, settings.log_dir / "flower.log", env,
                              info={"url": url, "user": user})
     processes.save_record(settings.run_dir, record)
@@ -77,5 +78,7 @@ def describe(settings: Settings) -> dict | None:
     record = processes.load_record(settings.run_dir, RECORD_NAME)
     if not record or not record.alive():
         return None
-    return {"url": record.info["url"], "user": record.info["user"], "pid": record.pid,
-            "password_file": str(settings.data_path / "flower-auth.json")}
+    described = {"url": record.info["url"], "user": record.info["user"], "pid": record.pid}
+    if not settings.flower_password:
+        described["password_file"] = str(settings.data_path / "flower-auth.json")
+    return described

@@ -190,9 +190,30 @@ def demo(n_questions, max_tokens, top_k):
                                max_tokens, top_k, say=info,
                                on_batch_progress=_progress(sys.stderr.isatty()))
     click.echo(_table(report))
-    click.echo(f"\nfull results: {out}/ (results.json, results.csv, results.md, seed.csv)")
+    click.echo(f"\nfull results: {out}/ (report.html, results.json, .csv, .md, seed.csv)")
     click.echo(f"more: ragfleet results {report['batch']['id']} --format json; "
                "stop the fleet: ragfleet down")
 
 
 COMMANDS = (*COMMANDS, demo)
+
+
+@click.command()
+@click.argument("batch_id", metavar="BATCH")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="The HTML file (default: report-BATCH.html).")
+def report(batch_id, output):
+    """A self-contained HTML report with charts (opens without a network)."""
+    from shared import report_html
+
+    _, _, client = _connect()
+    data = batch_results.build(client, batch_id)
+    output = output or Path(f"report-{batch_id}.html")
+    try:
+        output.write_text(report_html.render(data), encoding="utf-8")
+    except OSError as exc:
+        raise RagfleetError(f"cannot write {output}: {exc.strerror}") from None
+    click.echo(str(output))
+
+
+COMMANDS = (*COMMANDS, report)

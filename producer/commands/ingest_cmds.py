@@ -12,7 +12,7 @@ from producer import ingest_client
 from producer.output import emit_json, human_size, info, table
 from shared import collection_store, jobs
 from shared.config import load_settings
-from shared.errors import RagfleetError, UsageError
+from shared.errors import RagfleetError
 
 
 class JobFailed(RagfleetError):

@@ -8,69 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from broker import connection
 from broker.app import configure
 from broker.queues import ANSWER_TASK, llm_queue
 from shared import batch_store
 from shared.config import Settings
 from shared.embeddings import model_path
-from tests.helpers import assert_one_line_error, clean_env, ragfleet, wait_for
-from tests.pdf_samples import STANDARD_PDF
+from tests.helpers import assert_one_line_error, ragfleet, wait_for
+from tests.e2e.batch_data import MODELS, QUESTIONS, ask, write_jsonl
 
 pytestmark = pytest.mark.e2e
-
-MODELS = ["smollm2-135m", "gemma3-270m"]
-QUESTIONS = [
-    {"id": "billing", "question": "What protection does Contoso offer against balance billing?",
-     "reference": "Contoso offers a balance billing protection through the Northwind Standard "
-                  "plan, which protects employees from unexpected costs. [Northwind_Standard_"
-                  "Benefits_Details.pdf#page=7]"},
-    {"id": "network", "question": "what is in-network mean for Northwind Health?",
-     "reference": "In-network providers have agreed to accept the payment offered by "
-                  "Northwind Health."},
-    # the same text under another id: answered once, reported for both ids
-    {"id": "network-again", "question": "what is in-network mean for Northwind Health?",
-     "reference": "Providers that accept Northwind Health's payment."},
-    {"id": "no-reference", "question": "Does the plan cover eye exams?"},
-]
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("batch-fleet")
-    env = clean_env(RAGFLEET_DATA_DIR=str(folder / "data"))
-    up = ragfleet("up", "--model", MODELS[0], "--model", MODELS[1], "--json", env=env, timeout=400)
-    assert up.returncode == 0, up.stderr
-    url = json.loads((folder / "data" / "run" / "redis.json").read_text())["info"]["url"]
-    try:
-        ingest = ragfleet("ingest", str(STANDARD_PDF), "-c", "nw", "--wait", env=env, timeout=600)
-        assert ingest.returncode == 0, ingest.stderr
-        env["REDIS_URL_FOR_TESTS"] = url  # for sending a task by hand
-        yield env, connection.client(url), folder
-    finally:
-        ragfleet("down", env=env, timeout=120)
-
-
-def ask(env, questions_path, *extra, timeout=900):
-    return ragfleet("ask", str(questions_path), "-c", "nw", "-m", MODELS[0], "-m", MODELS[1],
-                    "--top-k", "2", "--max-tokens", "24", *extra, env=env, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def finished(fleet):
-    env, client, folder = fleet
-    result = ask(env, write_jsonl(folder / "q.jsonl", QUESTIONS), "--wait", "--json")
-    assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout)
-    out = ragfleet("results", summary["batch"], "--format", "json", env=env, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return summary, json.loads(out.stdout)
-
 
 def test_every_pair_answered_and_counted_once(finished):
     summary, report = finished

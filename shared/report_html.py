@@ -1,0 +1,142 @@
+"""A self-contained HTML report of a batch: summary table, the study's treemap of accuracy per
+question per model, latency distributions, accuracy against latency, and the slowest and
+worst-scored answers with their references and pages. Charts are Plotly, whose JavaScript is
+inlined, so the file opens without a network."""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime, timezone
+
+import plotly.graph_objects as go
+from plotly.io import to_html
+
+from shared import exports
+
+WORST_AND_SLOWEST = 5
+
+
+def _chart(figure: go.Figure, div_id: str, first: bool) -> str:
+    figure.update_layout(margin={"l": 50, "r": 20, "t": 50, "b": 40}, template="plotly_white")
+    # plotly.js inlined once, in the first chart; the others reuse it
+    return to_html(figure, full_html=False, include_plotlyjs=True if first else False,
+                   div_id=div_id, config={"displaylogo": False, "responsive": True})
+
+
+def treemap(report: dict) -> go.Figure:
+    """The study's chart: one tile per question per model, sized by question, coloured by cosine."""
+    rows = [r for r in report["results"] if r.get("cosine") is not None]
+    ids, labels, parents, values, colors, hover = [], [], [], [], [], []
+    for model in report["batch"]["models"]:
+        mine = [r for r in rows if r["model"] == model]
+        if not mine:
+            continue
+        ids.append(model)
+        labels.append(model)
+        parents.append("")
+        values.append(len(mine))
+        colors.append(sum(r["cosine"] for r in mine) / len(mine))
+        hover.append(f"{model}: mean cosine {colors[-1]:.3f}")
+        for r in mine:
+            ids.append(f"{model}/{r['question_id']}")
+            labels.append(f"{r['question_id']}<br>{r['cosine']:.2f}")
+            parents.append(model)
+            values.append(1)
+            colors.append(r["cosine"])
+            hover.append(html.escape(r["question"][:120]))
+    figure = go.Figure(go.Treemap(
+        ids=ids, labels=labels, parents=parents, values=values, branchvalues="total",
+        marker={"colors": colors, "colorscale": "RdYlGn", "cmin": 0, "cmax": 1,
+                "colorbar": {"title": "cosine"}},
+        hovertext=hover, hoverinfo="text"))
+    figure.update_layout(title="Accuracy per question per model (cosine with the reference)",
+                         height=520)
+    return figure
+
+
+def latency_box(report: dict) -> go.Figure:
+    figure = go.Figure()
+    for model in report["batch"]["models"]:
+        values = [r["response_s"] for r in report["results"]
+                  if r["model"] == model and not r.get("error") and not r.get("cancelled")]
+        figure.add_trace(go.Box(y=values, name=model, boxpoints="all", jitter=0.4))
+    figure.update_layout(title="Response time per question (seconds)", yaxis_title="seconds",
+                         height=420, showlegend=False)
+    return figure
+
+
+def accuracy_vs_latency(report: dict) -> go.Figure:
+    summary = [s for s in report["summary"] if s["cosine_mean"] is not None and s["latency_p50_s"]]
+    errors = [((s["cosine_ci95"] or [s["cosine_mean"]] * 2)[1] - s["cosine_mean"]) for s in summary]
+    figure = go.Figure(go.Scatter(
+        x=[s["latency_p50_s"] for s in summary], y=[s["cosine_mean"] for s in summary],
+        mode="markers+text", text=[s["model"] for s in summary], textposition="top center",
+        marker={"size": 16}, error_y={"type": "data", "array": errors, "visible": True}))
+    figure.update_layout(title="Which model is worth its time: mean cosine against median latency",
+                         xaxis_title="median response time (s)", yaxis_title="mean cosine",
+                         height=420)
+    return figure
+
+
+def _summary_table(report: dict) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in exports.SUMMARY_HEADERS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in exports.summary_rows(report))
+    pairs = "".join(f"<li>{html.escape(line)}</li>" for line in exports.paired_lines(report))
+    return (f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+            + (f"<ul>{pairs}</ul>" if pairs else ""))
+
+
+def _cosine_text(r: dict) -> str:
+    return "-" if r.get("cosine") is None else f"{r['cosine']:.3f}"
+
+
+def _answers_table(title: str, rows: list[dict]) -> str:
+    cells = "".join(
+        "<tr>"
+        f"<td>{html.escape(r['model'])}</td><td>{html.escape(r['question'])}</td>"
+        f"<td>{html.escape(r.get('answer') or '')}</td>"
+        f"<td>{html.escape(r.get('reference') or '-')}</td>"
+        f"<td>{_cosine_text(r)}</td>"
+        f"<td>{r.get('response_s', 0):.2f} s</td>"
+        f"<td>{html.escape(', '.join(p.split('#page=')[-1] for p in r.get('pages') or []))}</td>"
+        "</tr>" for r in rows)
+    return (f"<h2>{html.escape(title)}</h2><table class='answers'><thead><tr><th>model</th>"
+            "<th>question</th><th>answer</th><th>reference</th><th>cosine</th><th>time</th>"
+            f"<th>pages</th></tr></thead><tbody>{cells}</tbody></table>")
+
+
+def render(report: dict) -> str:
+    batch = report["batch"]
+    answered = [r for r in report["results"] if not r.get("error") and not r.get("cancelled")]
+    slowest = sorted(answered, key=lambda r: -r["response_s"])[:WORST_AND_SLOWEST]
+    worst = sorted([r for r in answered if r.get("cosine") is not None],
+                   key=lambda r: r["cosine"])[:WORST_AND_SLOWEST]
+    charts = [
+        _chart(treemap(report), "chart-treemap", first=True),
+        _chart(latency_box(report), "chart-latency", first=False),
+        _chart(accuracy_vs_latency(report), "chart-tradeoff", first=False),
+    ]
+    created = datetime.fromtimestamp(batch["created_at"], timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>ragfleet batch {html.escape(batch['id'])}</title>
+<style>
+ body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }}
+ table {{ border-collapse: collapse; width: 100%; margin: 1rem 0; font-size: 0.9rem; }}
+ th, td {{ border: 1px solid #ddd; padding: 0.35rem 0.5rem; text-align: left; vertical-align: top; }}
+ th {{ background: #f4f4f4; }} .answers td {{ max-width: 28rem; }}
+ .meta {{ color: #555; }}
+</style></head><body>
+<h1>ragfleet batch {html.escape(batch['id'])}</h1>
+<p class="meta">Collection <b>{html.escape(batch['collection'])}</b> version {batch['version']},
+{batch['questions']} questions, models {html.escape(', '.join(batch['models']))};
+status {html.escape(batch['status'])}; created {created}.
+top-k {batch['params']['top_k']}, BM25 weight {batch['params']['bm25_weight']}.</p>
+<h2>Summary</h2>
+{_summary_table(report)}
+{''.join(charts)}
+{_answers_table('Worst-scored answers', worst)}
+{_answers_table('Slowest answers', slowest)}
+</body></html>
+"""
