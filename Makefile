@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # CMAKE_ARGS picks the accelerator: -DGGML_METAL=on (macOS, the default there), -DGGML_CUDA=on.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 
-.PHONY: install demo up down status test test-unit bench clean
+.PHONY: install system-deps demo up down status test test-unit bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,18 @@ down:
 status:
 	$(BIN)/ragfleet status
 
-test: install
+# The report test renders in headless Chromium; the deployment test validates the compose file.
+system-deps:
+	@missing=""; for tool in chromium docker-compose; do \
+	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing$$missing (Debian packages)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "note:$$missing not installed: install them, or their tests are skipped"; fi; \
+	fi
+
+test: install system-deps
 	$(BIN)/python -m pytest
 
 test-unit: install

@@ -35,7 +35,7 @@ def one_thread_per_process() -> None:
 
 
 def run(settings: Settings, model_name: str | None, threads: int | None, concurrency: int,
-        loglevel: str = "INFO") -> None:
+        loglevel: str = "INFO", nodename: str | None = None) -> None:
     one_thread_per_process()
     url, _ = connection.connect(settings)  # exit 69 now rather than retry forever
     host = socket.gethostname()
@@ -44,13 +44,14 @@ def run(settings: Settings, model_name: str | None, threads: int | None, concurr
         path = model.ensure_file(settings.models_dir)
         n_threads = threads or model.n_threads or settings.cores
         config = PoolConfig(
-            kind="llm", queue=llm_queue(model_name), nodename=f"{model_name}-{os.getpid()}@{host}",
+            kind="llm", queue=llm_queue(model_name),
+            nodename=_nodename(nodename, f"{model_name}-{os.getpid()}@%h", host),
             concurrency=1, model=model_name, model_path=str(path), n_threads=n_threads,
         )
     else:
         path = None
         config = PoolConfig(
-            kind="cpu", queue=CPU_QUEUE, nodename=f"cpu-{os.getpid()}@{host}",
+            kind="cpu", queue=CPU_QUEUE, nodename=_nodename(nodename, f"cpu-{os.getpid()}@%h", host),
             concurrency=concurrency,
         )
     config.export()
@@ -63,6 +64,10 @@ def run(settings: Settings, model_name: str | None, threads: int | None, concurr
         "--concurrency", str(config.concurrency), "--pool", "prefork",
         "--loglevel", loglevel, "--without-gossip", "--without-mingle", "--events",
     ])
+
+
+def _nodename(given: str | None, default: str, host: str) -> str:
+    return (given or default).replace("%h", host)
 
 
 def _worker_info(config: PoolConfig, path, host: str) -> WorkerInfo:

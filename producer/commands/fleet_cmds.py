@@ -73,16 +73,18 @@ def _print_status(state: dict, as_json: bool) -> None:
               help="llama.cpp threads. Default: the catalog's, else all cores.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=1,
               help="Pool processes of the cpu pool.")
+@click.option("--name", default=None, metavar="NODENAME",
+              help="Celery node name, e.g. gemma@%h (default: POOL-PID@HOST).")
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(model: str | None, cpu: bool, threads: int | None, concurrency: int,
-           loglevel: str) -> None:
+           name: str | None, loglevel: str) -> None:
     """Run one pool in the foreground, against REDIS_URL (or this data dir's embedded Redis)."""
     if bool(model) == cpu:
         raise click.UsageError("give exactly one of --model NAME or --cpu")
     logging.getLogger().setLevel(loglevel.upper())
     from workers.main import run  # Celery is imported only by the command that needs it
 
-    run(load_settings(), model, threads, concurrency, loglevel)
+    run(load_settings(), model, threads, concurrency, loglevel, nodename=name)
 
 
 COMMANDS = (up, down, status, worker)
