@@ -16,7 +16,7 @@ app = Celery(
     "ragfleet", include=["workers.llm_tasks", "workers.cpu_tasks", "workers.batch_tasks"]
 )
 
-app.conf.update(
+STATIC_CONF = dict(
     task_serializer="json",
     result_serializer="json",
     accept_content=["json"],
@@ -34,23 +34,48 @@ app.conf.update(
     worker_hijack_root_logger=False,
     timezone="UTC",
 )
+app.conf.update(STATIC_CONF)
 
 
-def configure(redis_url: str, settings: Settings) -> Celery:
-    """Point the app at a Redis and apply the time limits; call before sending or working."""
-    app.conf.update(
+def configure(redis_url: str, settings: Settings, target: Celery | None = None) -> Celery:
+    """Point the workers' app (or `target`) at a Redis and apply the time limits."""
+    target = target or app
+    transport = {
+        "visibility_timeout": settings.visibility_timeout,
+        # look for dead workers' tasks every restore_sweep_s (kombu's default is ~100 s)
+        "unacked_restore_interval": settings.restore_sweep_s,
+        "unacked_restore_throttle": 1,
+    }
+    target.conf.update(
         broker_url=redis_url,
         result_backend=redis_url,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
-        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_transport_options=transport,
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
+        # a task published while Redis restarts is retried for about two minutes
+        task_publish_retry_policy={"max_retries": 40, "interval_start": 0.5,
+                                   "interval_step": 0.5, "interval_max": 3},
         task_time_limit=settings.cpu_task_time_limit_s,
-        task_soft_time_limit=max(1, settings.cpu_task_time_limit_s - 30),
+        task_soft_time_limit=soft_limit(settings.cpu_task_time_limit_s),
         # Model tasks: the soft limit raises inside generation so the result is stored as
         # failed with its reason; the hard limit kills a stuck pool process.
         task_annotations={
             name: {"time_limit": settings.llm_task_time_limit_s,
-                   "soft_time_limit": max(1, settings.llm_task_time_limit_s - 15)}
+                   "soft_time_limit": soft_limit(settings.llm_task_time_limit_s)}
             for name in (GENERATE_TASK, ANSWER_TASK)
         },
     )
-    return app
+    return target
+
+
+def sender(redis_url: str, settings: Settings) -> Celery:
+    """A fresh app for a producer to send tasks by name: its own connections, so a process that
+    talks to two fleets (a test, a script) never sends to the wrong Redis."""
+    fresh = Celery("ragfleet-producer", set_as_current=False)
+    fresh.conf.update(STATIC_CONF)
+    return configure(redis_url, settings, target=fresh)
+
+
+def soft_limit(hard_s: int) -> int:
+    """The soft limit raises inside the task, so it can store a clear failure before the hard
+    limit kills the process: 10% earlier, at most 30 s earlier."""
+    return max(1, hard_s - min(30, max(1, hard_s // 10)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from broker import embedded_redis
 from shared.config import Settings
@@ -29,13 +31,19 @@ def resolve_url(settings: Settings) -> str:
     return record.info["url"]
 
 
-def client(url: str, timeout_s: float = 5.0) -> redis.Redis:
+def client(url: str, timeout_s: float = 5.0, patient: bool = False,
+           decode: bool = True) -> redis.Redis:
+    """A Redis client. A patient one rides out a Redis restart: it retries a failed command with
+    exponential backoff for about two minutes before giving up."""
+    retry = Retry(ExponentialBackoff(cap=5.0, base=0.2), retries=30 if patient else 0)
     return redis.Redis.from_url(
         url,
         socket_connect_timeout=timeout_s,
         socket_timeout=timeout_s,
-        decode_responses=True,
+        decode_responses=decode,
         health_check_interval=30,
+        retry=retry,
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
     )
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from broker import connection
-from broker.app import configure
+from broker.app import sender
 from producer import batch_client, fleet, ingest_client
 from shared import batch_results, exports, jobs, report_html
 from shared.catalog import Catalog
@@ -26,8 +26,8 @@ def run(settings: Settings, catalog: Catalog, questions: int, max_tokens: int, t
     say(f"1/4 fleet: embedded Redis, the cpu pool and pools of {', '.join(MODELS)}")
     fleet.up(settings, catalog, MODELS, None, False, say=say)
     url, _ = connection.connect(settings)
-    client = connection.client(url, timeout_s=30)
-    app = configure(url, settings)
+    client = connection.client(url, timeout_s=30, patient=True)
+    app = sender(url, settings)
 
     say(f"2/4 ingest {PDF.name} into collection {COLLECTION!r}")
     job_id = ingest_client.submit(app, client, settings, [str(PDF)], COLLECTION, None, None)

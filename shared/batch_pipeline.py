@@ -34,17 +34,23 @@ def retrieve_contexts(cache: CollectionCache, embedder, batch: dict, question: s
     return {"contexts": contexts, "retrieval_s": time.perf_counter() - started}
 
 
+class OverTimeLimit(Exception):
+    pass
+
+
 def generate_answer(engine, batch: dict, model: str, question: str, retrieved: dict,
-                    queue_s: float) -> dict:
+                    queue_s: float, time_limit_s: float | None = None) -> dict:
     """The model's answer with every timing; contexts trimmed to fit the context window."""
     started = time.perf_counter()
     max_tokens = batch["params"].get("max_tokens") or engine.model.max_tokens
     messages, kept, _ = fit_prompt(question, retrieved["contexts"], engine.count_tokens,
                                    engine.model.n_ctx, max_tokens)
     prompt_s = time.perf_counter() - started
-    result = engine.generate(GenerationRequest(model=model, messages=messages,
-                                               max_tokens=max_tokens,
-                                               temperature=batch["params"].get("temperature")))
+    result = engine.generate(GenerationRequest(
+        model=model, messages=messages, max_tokens=max_tokens,
+        temperature=batch["params"].get("temperature"), time_budget_s=time_limit_s))
+    if result.finish_reason == "time_limit":
+        raise OverTimeLimit(f"generation exceeded the time limit of {time_limit_s:.0f} s")
     return {
         "answer": result.text,
         "finish_reason": result.finish_reason,

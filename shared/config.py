@@ -44,13 +44,18 @@ class Settings(BaseSettings):
         default=600, gt=0, description="Hard time limit of one generation task."
     )
     cpu_task_time_limit_s: int = Field(
-        default=1800, gt=0, description="Hard time limit of an ingestion/retrieval/scoring task."
+        default=600, gt=0, description="Hard time limit of an ingestion/retrieval/scoring task."
     )
-    visibility_timeout_s: int = Field(
-        default=2400,
+    visibility_timeout_s: int | None = Field(
+        default=None,
         gt=0,
-        description="Redis visibility timeout: an unacknowledged task is redelivered after it. "
-        "Must exceed every task time limit, or long tasks run twice.",
+        description="Redis visibility timeout: the task of a worker that died is redelivered "
+        "after it. Must exceed every task time limit, or long tasks run twice. "
+        "Default: the longest time limit plus 60 s.",
+    )
+    restore_sweep_s: int = Field(
+        default=10, gt=0,
+        description="How often workers look for the unacknowledged tasks of dead workers.",
     )
     cores: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
@@ -84,8 +89,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check(self) -> "Settings":
-        longest = max(self.llm_task_time_limit_s, self.cpu_task_time_limit_s)
-        if self.visibility_timeout_s <= longest:
+        longest = self.longest_task_s
+        if self.visibility_timeout_s is not None and self.visibility_timeout_s <= longest:
             raise ValueError(
                 f"RAGFLEET_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed the "
                 f"longest task time limit ({longest}), or long tasks are delivered twice"
@@ -96,6 +101,16 @@ class Settings(BaseSettings):
                 "set RAGFLEET_REDIS_PASSWORD too"
             )
         return self
+
+    @property
+    def longest_task_s(self) -> int:
+        return max(self.llm_task_time_limit_s, self.cpu_task_time_limit_s)
+
+    @property
+    def visibility_timeout(self) -> int:
+        """A killed worker's task comes back within this plus one restore sweep: the hard time
+        limit plus about 70 s by default."""
+        return self.visibility_timeout_s or self.longest_task_s + 60
 
     @property
     def data_path(self) -> Path:

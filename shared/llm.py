@@ -118,7 +118,12 @@ class LlamaEngine:
             stop=rendered.stop + request.stop,
             stream=True,
         )
+        deadline = started + request.time_budget_s if request.time_budget_s else None
         for chunk in stream:
+            if deadline and time.perf_counter() > deadline:
+                finish_reason = "time_limit"  # checked per token: no signal needed to stop
+                stream.close()
+                break
             choice = chunk["choices"][0]
             if first is None and choice["text"]:
                 first = time.perf_counter()

@@ -17,6 +17,9 @@ class GenerationRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0)
     top_p: float | None = Field(default=None, gt=0, le=1)
     stop: list[str] = Field(default_factory=list)
+    time_budget_s: float | None = Field(
+        default=None, gt=0, description="stop decoding after this long (finish_reason time_limit)"
+    )
 
 
 class GenerationResult(BaseModel):

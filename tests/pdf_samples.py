@@ -76,3 +76,15 @@ def write_samples(folder: Path) -> dict[str, Path]:
         paths[name] = folder / name
         paths[name].write_bytes(data)
     return paths
+
+
+def first_pages_pdf(pages: int = 12) -> bytes:
+    """The first pages of the Standard plan: a real PDF that ingests in seconds."""
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for page in PdfReader(STANDARD_PDF).pages[:pages]:
+        writer.add_page(page)
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()

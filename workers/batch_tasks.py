@@ -7,12 +7,13 @@ import logging
 import time
 from functools import lru_cache
 
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
-from broker.app import app
+from broker.app import app, soft_limit
 from broker.queues import ANSWER_TASK, RETRIEVE_TASK, SCORE_TASK, llm_queue
 from shared import batch_pipeline, batch_store
 from shared.collection_cache import CollectionCache
+from shared.config import get_settings
 from shared.embeddings import get_embedder
 from workers import engine_holder, pool, store_client
 
@@ -64,7 +65,19 @@ def retrieve(batch_id: str, unit: str, models: list[str] | None = None) -> None:
                       queue=llm_queue(model))
 
 
-@app.task(name=ANSWER_TASK)
+class AnswerTask(app.Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        """Also called in the worker's main process when the hard time limit killed the pool
+        process: the pair is recorded as failed, so the batch does not wait for it forever."""
+        batch_id, unit, model = args[:3]
+        client = store_client.get()
+        _, records = batch_pipeline.unit_question(client, batch_id, unit)
+        reason = (f"generation exceeded the hard time limit of {exc.args[0]} s"
+                  if isinstance(exc, TimeLimitExceeded) else f"{type(exc).__name__}: {exc}")
+        _record_all(client, batch_id, records, model, unit, "failed", error=reason)
+
+
+@app.task(name=ANSWER_TASK, base=AnswerTask)
 def answer(batch_id: str, unit: str, model: str, enqueued_at: float) -> None:
     """Generate this pool's answer to one distinct question, then score or store it."""
     started = time.time()
@@ -78,11 +91,14 @@ def answer(batch_id: str, unit: str, model: str, enqueued_at: float) -> None:
     if batch_store.answer(client, batch_id, unit, model) is None:
         batch = batch_store.get(client, batch_id)
         retrieved = batch_store.contexts(client, batch_id, unit)
+        limit = get_settings().llm_task_time_limit_s
         try:
-            result = batch_pipeline.generate_answer(engine_holder.get(), batch, model, question,
-                                                    retrieved, queue_s=max(0.0, started - enqueued_at))
-        except SoftTimeLimitExceeded:
-            limit = app.conf.task_annotations.get(ANSWER_TASK, {}).get("time_limit")
+            # the engine stops itself at the soft limit; Celery's signals are the backstop
+            result = batch_pipeline.generate_answer(
+                engine_holder.get(), batch, model, question, retrieved,
+                queue_s=max(0.0, started - enqueued_at),
+                time_limit_s=max(1.0, soft_limit(limit) - (time.time() - started)))
+        except (SoftTimeLimitExceeded, batch_pipeline.OverTimeLimit):
             _record_all(client, batch_id, records, model, unit, "failed",
                         error=f"generation exceeded the time limit of {limit} s")
             return

@@ -6,11 +6,11 @@ from functools import lru_cache
 
 import redis
 
+from broker import connection
 from broker.app import app
 
 
 @lru_cache(maxsize=1)
 def get() -> redis.Redis:
-    # retry_on_timeout and the health check ride out a Redis restart between tasks
-    return redis.Redis.from_url(app.conf.broker_url, socket_timeout=30, socket_connect_timeout=10,
-                                retry_on_timeout=True, health_check_interval=30)
+    # patient: a task that meets a Redis restart waits for it instead of failing
+    return connection.client(app.conf.broker_url, timeout_s=30, patient=True, decode=False)

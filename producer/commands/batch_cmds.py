@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from broker import connection
-from broker.app import configure
+from broker.app import sender
 from producer import batch_client
 from producer.output import emit_json, info, table
 from shared import batch_results, batch_store, exports
@@ -20,7 +20,7 @@ from shared.errors import RagfleetError, UsageError
 def _connect():
     settings = load_settings()
     url, _ = connection.connect(settings)
-    return settings, url, connection.client(url, timeout_s=30)
+    return settings, url, connection.client(url, timeout_s=30, patient=True)
 
 
 @click.command()
@@ -46,7 +46,7 @@ def ask(questions, collection, models, top_k, bm25_weight, max_tokens, temperatu
         resume_id, wait, as_json):
     """Ask every question of QUESTIONS (CSV or JSONL) to every --model, from one collection."""
     settings, url, client = _connect()
-    app = configure(url, settings)
+    app = sender(url, settings)
     if resume_id:
         rerun = batch_client.resume(app, client, resume_id)
         batch_id = resume_id

@@ -7,7 +7,7 @@ import sys
 import click
 
 from broker import connection
-from broker.app import configure
+from broker.app import sender
 from producer import ingest_client
 from producer.output import emit_json, human_size, info, table
 from shared import collection_store, jobs
@@ -24,7 +24,7 @@ class JobFailed(RagfleetError):
 def _connect():
     settings = load_settings()
     url, _ = connection.connect(settings)
-    return settings, url, connection.client(url, timeout_s=30)
+    return settings, url, connection.client(url, timeout_s=30, patient=True)
 
 
 @click.command()
@@ -40,7 +40,7 @@ def _connect():
 def ingest(inputs, collection, chunk_size, chunk_overlap, wait, as_json):
     """Turn PDF files or http(s) URLs into a new version of a collection."""
     settings, url, client = _connect()
-    job_id = ingest_client.submit(configure(url, settings), client, settings, list(inputs),
+    job_id = ingest_client.submit(sender(url, settings), client, settings, list(inputs),
                                   collection, chunk_size, chunk_overlap)
     if wait is None:
         wait = sys.stdout.isatty()

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from broker.app import configure
+from broker.app import sender
 from broker.queues import ANSWER_TASK, llm_queue
 from shared import batch_store
 from shared.config import Settings
@@ -84,7 +84,7 @@ def test_duplicate_delivery_stores_nothing_twice(fleet, finished):
     summary, report = finished
     batch_id = summary["batch"]
     url = env["REDIS_URL_FOR_TESTS"]
-    app = configure(url, Settings(redis_url=url))
+    app = sender(url, Settings(redis_url=url))
     unit = report["results"][0]["unit"]
     before = batch_store.get(client, batch_id)
     app.send_task(ANSWER_TASK, args=[batch_id, unit, MODELS[0], 0.0], queue=llm_queue(MODELS[0]))

@@ -67,3 +67,20 @@ def test_password_is_redacted_in_errors():
     with pytest.raises(BrokerUnavailable) as info:
         connection.connect(settings, timeout_s=1)
     assert "hunter2" not in str(info.value) and "***" in str(info.value)
+
+
+def test_beyond_loopback_a_password_is_required_and_used(tmp_path):
+    settings = Settings(data_dir=tmp_path / "open", redis_bind="0.0.0.0", redis_password="s3cret!")
+    try:
+        record = embedded_redis.start(settings)
+        url = record.info["url"]
+        assert ":s3cret%21@" in url  # every client built from the fleet's URL sends it
+        assert redis.Redis.from_url(url).ping()
+        anonymous = redis.Redis(host="127.0.0.1", port=record.info["port"])
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            anonymous.get("anything")
+        no_password = Settings(redis_url=f"redis://127.0.0.1:{record.info['port']}/0")
+        with pytest.raises(BrokerUnavailable, match="refused"):
+            connection.connect(no_password, timeout_s=2)
+    finally:
+        embedded_redis.stop(settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from broker import connection
-from broker.app import configure
+from broker.app import sender
 from broker.queues import GENERATE_TASK, PING_TASK, llm_queue
 from shared.config import Settings
 from tests.conftest import stop_process
@@ -33,7 +33,7 @@ def pools(redis_settings, redis_url, tmp_path_factory):
     try:
         for queue in ("cpu", llm_queue("smollm2-135m")):
             wait_for(lambda q=queue: _ready(client, q), timeout=180, what=f"{queue} pool ready")
-        yield configure(redis_url, Settings(redis_url=redis_url)), client, procs
+        yield sender(redis_url, Settings(redis_url=redis_url)), client, procs
     finally:
         for proc in procs:
             stop_process(proc)
@@ -87,3 +87,34 @@ def test_request_for_another_model_is_refused_by_the_pool(pools):
     wrong = app.send_task(GENERATE_TASK, args=[request], queue=llm_queue("smollm2-135m"))
     with pytest.raises(Exception, match="reached the pool of 'smollm2-135m'"):
         wrong.get(timeout=120)
+
+
+class _Exploit:
+    """Unpickling this runs a shell command: what a pickle-accepting worker would execute."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_message_is_refused_and_not_executed(pools, redis_url, tmp_path):
+    from kombu import Connection
+
+    app, client, procs = pools
+    marker = tmp_path / "pwned"
+    with Connection(redis_url) as conn:
+        conn.Producer().publish(
+            ((_Exploit(marker),), {}, {}), exchange="cpu", routing_key="cpu", serializer="pickle",
+            headers={"lang": "py", "task": "ragfleet.cpu.ping", "id": "pickled-1",
+                     "argsrepr": "", "kwargsrepr": ""},
+            declare=[],
+        )
+    wait_for(lambda: client.llen("cpu") == 0, 30, what="the message taken off the queue")
+    # the worker is alive, answers JSON tasks, and never unpickled the payload
+    assert app.send_task(PING_TASK).get(timeout=60)["worker"].startswith("cpu-")
+    assert not marker.exists()
+    assert procs[0].poll() is None

@@ -33,7 +33,15 @@ def test_visibility_timeout_must_exceed_time_limits():
     with pytest.raises(ValueError, match="VISIBILITY_TIMEOUT"):
         Settings(llm_task_time_limit_s=600, visibility_timeout_s=600)
     assert Settings(llm_task_time_limit_s=600, cpu_task_time_limit_s=60,
-                    visibility_timeout_s=601).visibility_timeout_s == 601
+                    visibility_timeout_s=601).visibility_timeout == 601
+
+
+def test_killed_task_comes_back_within_its_limit_plus_two_minutes():
+    settings = Settings()
+    assert settings.visibility_timeout > settings.longest_task_s
+    assert settings.visibility_timeout + settings.restore_sweep_s <= settings.llm_task_time_limit_s + 120
+    short = Settings(llm_task_time_limit_s=20, cpu_task_time_limit_s=30)
+    assert short.visibility_timeout == 90
 
 
 def test_redis_beyond_loopback_needs_password():

@@ -1,0 +1,205 @@
+"""Faults lose nothing: a SIGKILLed pool process or whole worker, a Redis restart, a task over
+its time limit, a model that cannot load. Real Redis, real workers, real models; no mocks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from broker import connection, embedded_redis
+from shared import batch_store
+from shared.config import Settings
+from tests.conftest import stop_process
+from tests.helpers import clean_env, ragfleet, start_worker, wait_for
+from tests.pdf_samples import first_pages_pdf
+from workers.registry import live_workers
+
+pytestmark = pytest.mark.e2e
+
+MODEL = "smollm2-135m"
+# Short limits so a task of a killed worker comes back within seconds, not minutes:
+# visibility timeout = longest limit (30 s) + 60 s, restore sweep every 5 s.
+LIMITS = {"RAGFLEET_LLM_TASK_TIME_LIMIT_S": "20", "RAGFLEET_CPU_TASK_TIME_LIMIT_S": "30",
+          "RAGFLEET_RESTORE_SWEEP_S": "5"}
+
+
+class Fleet:
+    """An embedded Redis we can restart, a cpu worker and model pools, all real processes."""
+
+    def __init__(self, folder, extra_env=None):
+        self.folder = folder
+        self.settings = Settings(data_dir=folder / "data")
+        record = embedded_redis.start(self.settings)
+        self.url = record.info["url"]
+        self.env = clean_env(REDIS_URL=self.url, RAGFLEET_DATA_DIR=str(folder / "data"),
+                             **{**LIMITS, **(extra_env or {})})
+        self.client = connection.client(self.url, patient=True)
+        self.workers: list = []
+
+    def start(self, *args) -> psutil.Process:
+        log = self.folder / f"worker-{len(self.workers)}.log"
+        proc = start_worker(list(args), self.env, log)
+        self.workers.append(proc)
+        queue = "cpu" if "--cpu" in args else f"llm.{args[args.index('--model') + 1]}"
+        wait_for(lambda: any(w["pid"] == proc.pid and w["state"] in ("ready", "failed")
+                             for w in live_workers(self.client) if queue in w["queues"]),
+                 180, what=f"{queue} worker")
+        return psutil.Process(proc.pid)
+
+    def ingest(self) -> None:
+        pdf = self.folder / "plan.pdf"
+        pdf.write_bytes(first_pages_pdf(12))
+        done = ragfleet("ingest", str(pdf), "-c", "plan", "--wait", env=self.env, timeout=300)
+        assert done.returncode == 0, done.stderr
+
+    def ask(self, questions: list[dict], *extra: str, models=(MODEL,)) -> str:
+        path = self.folder / f"q{time.monotonic_ns()}.jsonl"
+        path.write_text("".join(json.dumps(q) + "\n" for q in questions))
+        args = ["ask", str(path), "-c", "plan", "--no-wait", "--json", *extra]
+        for model in models:
+            args += ["-m", model]
+        out = ragfleet(*args, env=self.env, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)["batch"]
+
+    def wait_finished(self, batch_id: str, timeout: float = 600) -> dict:
+        return wait_for(lambda: (b := batch_store.get(self.client, batch_id))["status"]
+                        in batch_store.FINISHED and b, timeout, interval=1, what="batch finished")
+
+    def close(self) -> None:
+        for proc in self.workers:
+            stop_process(proc)
+        embedded_redis.stop(self.settings)
+
+
+@pytest.fixture()
+def fleet(tmp_path):
+    fleet = Fleet(tmp_path)
+    try:
+        yield fleet
+    finally:
+        fleet.close()
+
+
+def questions(n: int) -> list[dict]:
+    topics = ["balance billing", "in-network providers", "out-of-network costs", "deductibles",
+              "copays", "preventive care", "emergency services", "prescriptions"]
+    return [{"id": f"q{i}", "question": f"What does the plan say about {topics[i % 8]}?",
+             "reference": f"The plan describes {topics[i % 8]}."} for i in range(n)]
+
+
+def assert_exactly_once(fleet: Fleet, batch_id: str, n_questions: int, models=(MODEL,)) -> None:
+    batch = batch_store.get(fleet.client, batch_id)
+    results = batch_store.results(fleet.client, batch_id)
+    pairs = [(r["question_id"], r["model"]) for r in results]
+    assert len(pairs) == len(set(pairs)) == n_questions * len(models)  # none lost, none doubled
+    assert batch["completed"] + batch["failed"] == batch["total"] == len(pairs)
+    assert batch["status"] == "completed" and batch["failed"] == 0, results
+
+
+def running_child(worker: psutil.Process) -> psutil.Process:
+    return wait_for(lambda: next(iter(worker.children()), None), 30, what="pool process")
+
+
+def test_sigkilled_pool_process_mid_batch_loses_and_doubles_nothing(fleet):
+    fleet.start("--cpu")
+    worker = fleet.start("--model", MODEL, "--threads", "2")
+    fleet.ingest()
+    batch_id = fleet.ask(questions(6), "--max-tokens", "48")
+    wait_for(lambda: batch_store.get(fleet.client, batch_id)["completed"] >= 2, 300,
+             what="two answers")
+    child = running_child(worker)
+    child.send_signal(signal.SIGKILL)  # the prefork parent requeues its task at once
+    wait_for(lambda: child.pid not in [c.pid for c in worker.children()], 30, what="new child")
+    fleet.wait_finished(batch_id)
+    assert_exactly_once(fleet, batch_id, 6)
+
+
+def test_sigkilled_worker_task_returns_after_the_visibility_timeout(fleet):
+    fleet.start("--cpu")
+    worker = fleet.start("--model", MODEL, "--threads", "2")
+    fleet.ingest()
+    batch_id = fleet.ask(questions(4), "--max-tokens", "64")
+    wait_for(lambda: batch_store.get(fleet.client, batch_id)["completed"] >= 1, 300,
+             what="first answer")
+    os.killpg(worker.pid, signal.SIGKILL)  # the whole pool: nobody is left to requeue its task
+    killed_at = time.monotonic()
+    fleet.start("--model", MODEL, "--threads", "2")
+    final = fleet.wait_finished(batch_id, timeout=400)
+    settings = Settings(**{k.removeprefix("RAGFLEET_").lower(): int(v) for k, v in LIMITS.items()})
+    # the unacknowledged task came back within its visibility timeout plus a sweep or two
+    assert time.monotonic() - killed_at < settings.visibility_timeout + 120
+    assert final["status"] == "completed"
+    assert_exactly_once(fleet, batch_id, 4)
+
+
+def test_redis_restart_mid_batch_loses_nothing(fleet):
+    fleet.start("--cpu")
+    fleet.start("--model", MODEL, "--threads", "2")
+    fleet.ingest()
+    batch_id = fleet.ask(questions(6), "--max-tokens", "48")
+    wait_for(lambda: batch_store.get(fleet.client, batch_id)["completed"] >= 2, 300,
+             what="two answers")
+    before = {(r["question_id"], r["answer"]) for r in batch_store.results(fleet.client, batch_id)}
+    assert embedded_redis.stop(fleet.settings)  # SIGTERM: the append-only file is flushed
+    time.sleep(3)
+    record = embedded_redis.start(fleet.settings)
+    assert record.info["url"] == fleet.url  # same port: every client reconnects to it
+    fleet.wait_finished(batch_id)
+    assert_exactly_once(fleet, batch_id, 6)
+    after = {(r["question_id"], r["answer"]) for r in batch_store.results(fleet.client, batch_id)}
+    assert before <= after  # what was stored before the restart is still there
+    status = ragfleet("collections", "show", "plan", "--json", env=fleet.env, timeout=60)
+    assert json.loads(status.stdout)["version"] == 1
+
+
+def test_task_over_its_time_limit_fails_with_a_reason_and_the_batch_goes_on(tmp_path):
+    fleet = Fleet(tmp_path, {"RAGFLEET_LLM_TASK_TIME_LIMIT_S": "3"})
+    try:
+        fleet.start("--cpu")
+        fleet.start("--model", MODEL, "--threads", "2")
+        fleet.ingest()
+        slow = {"id": "slow", "question": "Summarise every detail. " + "coverage terms " * 250}
+        quick = {"id": "quick", "question": "What is a copay?"}
+        batch_id = fleet.ask([slow, quick], "--top-k", "1", "--max-tokens", "8")
+        final = fleet.wait_finished(batch_id, timeout=300)
+        by_id = {r["question_id"]: r for r in batch_store.results(fleet.client, batch_id)}
+        assert "exceeded the time limit of 3 s" in by_id["slow"]["error"]
+        assert by_id["quick"]["error"] is None and by_id["quick"]["answer"]
+        assert (final["completed"], final["failed"], final["status"]) == (1, 1, "completed")
+    finally:
+        fleet.close()
+
+
+def test_model_that_cannot_load_fails_its_results_instead_of_looping(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "tinyllama-1.1b-chat-v1.0.Q5_K_M.gguf").write_bytes(b"GGUF" + b"\x03\x00" * 5000)
+    fleet = Fleet(tmp_path, {"RAGFLEET_MODELS_DIR": str(models)})
+    try:
+        fleet.start("--cpu")
+        fleet.start("--model", "tinyllama-1.1b-chat", "--threads", "1")
+        (entry,) = [w for w in live_workers(fleet.client) if w["model"] == "tinyllama-1.1b-chat"]
+        assert entry["state"] == "failed"
+        fleet.ingest()
+        refused = ragfleet("ask", str(_write(tmp_path, questions(1))), "-c", "plan",
+                           "-m", "tinyllama-1.1b-chat", env=fleet.env, timeout=60)
+        assert refused.returncode == 2 and "no running pool" in refused.stderr
+        batch_id = fleet.ask(questions(3), "--queue-anyway", models=("tinyllama-1.1b-chat",))
+        final = fleet.wait_finished(batch_id, timeout=120)
+        assert (final["status"], final["failed"]) == ("failed", 3)
+        for result in batch_store.results(fleet.client, batch_id):
+            assert "cannot load" in result["error"]
+    finally:
+        fleet.close()
+
+
+def _write(folder, rows):
+    path = folder / "one.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
