@@ -50,6 +50,12 @@ test: install system-deps
 test-unit: install
 	$(BIN)/python -m pytest -m unit
 
+# Speed figures as JSON under benchmarks/results/ (run on an otherwise idle machine).
+bench: install
+	$(BIN)/python -m benchmarks.bench_retrieval
+	$(BIN)/python -m benchmarks.bench_ingest
+	$(BIN)/python -m benchmarks.bench_overhead
+
 clean:
 	-$(BIN)/ragfleet down
 	rm -rf $(VENV) .ragfleet

@@ -42,6 +42,7 @@ def generate_answer(engine, batch: dict, model: str, question: str, retrieved: d
                     queue_s: float, time_limit_s: float | None = None) -> dict:
     """The model's answer with every timing; contexts trimmed to fit the context window."""
     started = time.perf_counter()
+    started_at = time.time()
     max_tokens = batch["params"].get("max_tokens") or engine.model.max_tokens
     messages, kept, _ = fit_prompt(question, retrieved["contexts"], engine.count_tokens,
                                    engine.model.n_ctx, max_tokens)
@@ -69,6 +70,8 @@ def generate_answer(engine, batch: dict, model: str, question: str, retrieved: d
         "model_file": engine.path.name,
         "model_size": engine.path.stat().st_size,
         "backend": engine.backend,
+        "started_at": started_at,  # wall clock, for gaps between a pool's tasks
+        "finished_at": time.time(),
     }
 
 

@@ -1,5 +1,5 @@
 """The two retrieval indexes of a collection version: FAISS (inner product over normalised
-embeddings) and BM25 (rank_bm25). Serialised with the libraries' own formats and JSON, no pickle."""
+embeddings) and BM25 (rank_bm25's Okapi scoring, precomputed sparse). Serialised with the libraries' own formats and JSON, no pickle."""
 
 from __future__ import annotations
 
@@ -49,9 +49,8 @@ class SearchIndex:
     tokens: list[list[str]]
 
     def __post_init__(self):
-        from rank_bm25 import BM25Okapi
+        from shared.bm25 import BM25Okapi
 
-        # rank_bm25 divides by the corpus size: give it one empty document rather than none
         self.bm25 = BM25Okapi(self.tokens or [[]])
         n = self.faiss_index.ntotal
         self.vectors = self.faiss_index.reconstruct_n(0, n) if n else np.zeros((0, 1), np.float32)
@@ -65,8 +64,12 @@ class SearchIndex:
         if not terms or not self.chunks:
             return []
         scores = self.bm25.get_scores(terms)
-        top = np.argsort(-scores, kind="stable")[:k]
-        return [(int(i), float(scores[i])) for i in top if scores[i] > 0]
+        if k < len(scores):  # partial sort: O(n) to find the best k of 100k chunks
+            best = np.argpartition(-scores, k)[:k]
+            top = best[np.lexsort((best, -scores[best]))]  # by score, ties by position
+        else:
+            top = np.argsort(-scores, kind="stable")
+        return [(int(i), float(scores[i])) for i in top[:k] if scores[i] > 0]
 
     def vector_search(self, query_vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         if not self.chunks:

@@ -1,0 +1,134 @@
+"""The fleet's own overhead: the same questions through the whole fleet (producer, Redis,
+retrieval and scoring on the cpu pool, generation on a model pool) and through
+llama-cpp-python called directly on the identical prompts, in one run, same model, same
+threads, same parameters. Writes benchmarks/results/overhead.json with a top-level `ratio`
+(fleet wall time / bare generation time).
+
+    .venv/bin/python -m benchmarks.bench_overhead [--questions 10] [--max-tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import machine
+from broker import connection
+from shared import batch_store, prompts
+from shared.catalog import load_catalog
+from shared.config import PROJECT_ROOT, Settings
+
+MODEL = "smollm2-135m"
+PDF = PROJECT_ROOT / "data" / "northwind" / "Northwind_Standard_Benefits_Details.pdf"
+QUESTIONS = PROJECT_ROOT / "data" / "northwind" / "standard_questions.jsonl"
+
+
+def ragfleet(env: dict, *args: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "producer.cli", *args], env=env, cwd=PROJECT_ROOT,
+                         capture_output=True, text=True, timeout=1800)
+    if out.returncode:
+        raise SystemExit(f"ragfleet {' '.join(args)} failed: {out.stderr.strip()}")
+    return out.stdout
+
+
+def through_the_fleet(data_dir: Path, questions: Path, max_tokens: int, threads: int):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGFLEET_") and k != "REDIS_URL"}
+    env["RAGFLEET_DATA_DIR"] = str(data_dir)
+    ragfleet(env, "up", "--model", MODEL, "--threads", str(threads))
+    try:
+        ragfleet(env, "ingest", str(PDF), "-c", "bench", "--wait")
+        started = time.perf_counter()
+        summary = json.loads(ragfleet(env, "ask", str(questions), "-c", "bench", "-m", MODEL,
+                                      "--max-tokens", str(max_tokens), "--top-k", "4",
+                                      "--temperature", "0", "--wait", "--json"))
+        wall = time.perf_counter() - started
+        settings = Settings(data_dir=data_dir)
+        url, client = connection.connect(settings)
+        results = batch_store.results(client, summary["batch"])
+        contexts = {r["unit"]: batch_store.contexts(client, summary["batch"], r["unit"])
+                    for r in results}
+    finally:
+        ragfleet(env, "down")
+    return wall, summary, results, contexts
+
+
+def bare(results: list[dict], contexts: dict, max_tokens: int, threads: int) -> list[float]:
+    """llama-cpp-python alone: the same messages, its own chat formatting from the GGUF."""
+    from llama_cpp import Llama
+
+    settings = Settings()
+    model = load_catalog(settings.catalog_path).get(MODEL)
+    llm = Llama(model_path=str(model.path(settings.models_dir)), n_ctx=model.n_ctx,
+                n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
+    times = []
+    for r in results:
+        kept = contexts[r["unit"]]["contexts"][:r["contexts_used"]]
+        messages = [m.model_dump() for m in prompts.messages_for(r["question"], kept)]
+        started = time.perf_counter()
+        llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0,
+                                   top_p=model.top_p)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--questions", type=int, default=10)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        subset = Path(tmp) / "questions.jsonl"
+        subset.write_text("\n".join(QUESTIONS.read_text().splitlines()[:args.questions]) + "\n")
+        wall, summary, results, contexts = through_the_fleet(Path(tmp) / "data", subset,
+                                                             args.max_tokens, args.threads)
+    bare_times = bare(results, contexts, args.max_tokens, args.threads)
+    n = len(results)
+    generation = sum(r["response_s"] for r in results)
+
+    def mean_ms(key: str) -> float:
+        return 1000 * statistics.mean(r.get(key) or 0.0 for r in results)
+
+    # the pool's idle time between two questions: the queue hop, storing the previous answer
+    # and dispatching its scoring
+    ordered = sorted(results, key=lambda r: r["started_at"])
+    gaps = [b["started_at"] - a["finished_at"] for a, b in zip(ordered, ordered[1:])]
+    outside_ms = 1000 * (wall - generation) / n  # everything that is not the model, per question
+    figures = {
+        "ratio": wall / sum(bare_times),
+        "target": 1.05,
+        "questions": n,
+        "model": MODEL,
+        "threads": args.threads,
+        "max_tokens": args.max_tokens,
+        "fleet_wall_s": wall,
+        "bare_generation_s": sum(bare_times),
+        "fleet_generation_s": generation,
+        "generation_ratio": generation / sum(bare_times),
+        "per_question_overhead_ms": {
+            "outside_generation": outside_ms,
+            "retrieval": mean_ms("retrieval_s"),
+            "prompt_building": mean_ms("prompt_s"),
+            "scoring": mean_ms("score_s"),
+            "queue_and_storage_gap": 1000 * statistics.mean(gaps) if gaps else None,
+        },
+        "notes": "retrieval runs on the cpu pool while the model pool generates the previous "
+                 "answer, so only the first question's retrieval and the last one's scoring "
+                 "add to the wall time",
+        "batch": summary["batch"],
+        "command": ".venv/bin/python -m benchmarks.bench_overhead "
+                   f"--questions {args.questions} --max-tokens {args.max_tokens}",
+    }
+    print(json.dumps({k: figures[k] for k in ("ratio", "fleet_wall_s", "bare_generation_s")}))
+    machine.write("overhead", figures)
+
+
+if __name__ == "__main__":
+    main()
