@@ -55,6 +55,7 @@ bench: install
 	$(BIN)/python -m benchmarks.bench_retrieval
 	$(BIN)/python -m benchmarks.bench_ingest
 	$(BIN)/python -m benchmarks.bench_overhead
+	$(BIN)/python -m benchmarks.bench_throughput
 
 clean:
 	-$(BIN)/ragfleet down

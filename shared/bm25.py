@@ -22,22 +22,25 @@ class BM25Okapi:
         self.k1, self.b, self.epsilon = k1, b, epsilon
         self.corpus_size = len(corpus)
         self.vocabulary: dict[str, int] = {}
-        rows, cols, freqs = [], [], []
+        # one small array per document, not Python lists of every posting: at 100k chunks the
+        # lists alone took over a gigabyte while building
+        row_parts, col_parts, tf_parts = [], [], []
         doc_freq: Counter = Counter()
         doc_len = np.zeros(len(corpus), dtype=np.float64)
         for row, document in enumerate(corpus):
             doc_len[row] = len(document)
             counts = Counter(document)
             doc_freq.update(counts.keys())
-            for term, count in counts.items():
-                rows.append(row)
-                cols.append(self.vocabulary.setdefault(term, len(self.vocabulary)))
-                freqs.append(count)
+            vocab = self.vocabulary
+            col_parts.append(np.fromiter((vocab.setdefault(t, len(vocab)) for t in counts),
+                                         dtype=np.int32, count=len(counts)))
+            tf_parts.append(np.fromiter(counts.values(), dtype=np.float32, count=len(counts)))
+            row_parts.append(np.full(len(counts), row, dtype=np.int32))
         self.avgdl = float(doc_len.sum() / max(1, self.corpus_size))
         self.idf = self._idf(doc_freq)
-        tf = np.asarray(freqs, dtype=np.float64)
-        rows_a = np.asarray(rows, dtype=np.int64)
-        cols_a = np.asarray(cols, dtype=np.int64)
+        rows_a = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int32)
+        cols_a = np.concatenate(col_parts) if col_parts else np.zeros(0, np.int32)
+        tf = np.concatenate(tf_parts).astype(np.float64) if tf_parts else np.zeros(0)
         norm = self.k1 * (1 - self.b + self.b * doc_len[rows_a] / (self.avgdl or 1.0))
         values = self.idf[cols_a] * tf * (self.k1 + 1) / (tf + norm)
         self.matrix = sparse.csc_matrix((values, (rows_a, cols_a)),

@@ -12,10 +12,16 @@ from shared.errors import RagfleetError
 
 
 @contextlib.contextmanager
-def held(client: redis.Redis, key: str, ttl_s: float = 60.0, wait_s: float = 3600.0):
+def held(client: redis.Redis, key: str, owner: str, ttl_s: float = 30.0, wait_s: float = 3600.0):
+    """Hold `key` as `owner`. A lock left by an earlier attempt of the same owner (a job whose
+    worker was killed and which is now delivered again) is taken over at once: that attempt is
+    dead, and waiting for its lock to expire would only delay the job."""
     # thread_local=False: the keep-alive thread renews the token the caller acquired
     lock = client.lock(key, timeout=ttl_s, blocking_timeout=wait_s, thread_local=False)
-    if not lock.acquire():
+    current = client.get(key)
+    if current is not None and (current.decode() if isinstance(current, bytes) else current) == owner:
+        client.delete(key)
+    if not lock.acquire(token=owner):
         raise RagfleetError(f"could not take the lock {key} within {wait_s:.0f} s")
     stop = threading.Event()
 

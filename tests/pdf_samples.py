@@ -78,12 +78,12 @@ def write_samples(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def first_pages_pdf(pages: int = 12) -> bytes:
-    """The first pages of the Standard plan: a real PDF that ingests in seconds."""
+def first_pages_pdf(pages: int = 12, source: Path = STANDARD_PDF) -> bytes:
+    """The first pages of a Northwind plan: a real PDF that ingests in seconds."""
     from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter()
-    for page in PdfReader(STANDARD_PDF).pages[:pages]:
+    for page in PdfReader(source).pages[:pages]:
         writer.add_page(page)
     buffer = io.BytesIO()
     writer.write(buffer)

@@ -38,7 +38,7 @@ def ingest(job_id: str) -> dict:
         return job
     settings = get_settings()
     try:
-        with locks.held(client, keys.collection_lock(job["collection"])):
+        with locks.held(client, keys.collection_lock(job["collection"]), owner=job_id):
             jobs.update(client, job_id, state=jobs.RUNNING, stage="fetch")
             # the producer may ask for a lower download limit than the worker's, never a higher one
             max_bytes = min(settings.max_document_bytes,

@@ -176,3 +176,23 @@ def test_url_ingestion_and_redirect_to_another_scheme(cpu_fleet, ingested, pdf_s
     small = {**env, "RAGFLEET_MAX_DOCUMENT_BYTES": "5000"}
     too_big = ragfleet("ingest", url, "-c", COLLECTION, "--wait", env=small)
     assert_one_line_error(too_big, 2, "over the limit")
+
+
+def test_a_path_in_a_message_is_never_read(cpu_fleet, redis_url, tmp_path):
+    """A hand-made job naming a local file: the worker only reads bytes the producer uploaded."""
+    from broker.app import sender
+    from broker.queues import INGEST_TASK
+    from shared import jobs
+    from shared.config import Settings
+
+    env, client, _ = cpu_fleet
+    secret = tmp_path / "secret.pdf"
+    secret.write_bytes(STANDARD_PDF.read_bytes())
+    job_id = jobs.new_id()
+    jobs.create(client, job_id, "stolen", [{"name": "secret.pdf", "path": str(secret)}], {})
+    sender(redis_url, Settings(redis_url=redis_url)).send_task(INGEST_TASK, args=[job_id])
+    job = wait_for(lambda: (j := jobs.get(client, job_id))["state"] in jobs.FINISHED and j, 120,
+                   what="the job to finish")
+    assert job["state"] == "failed" and "uploaded bytes" in job["error"]
+    shown = ragfleet("collections", "show", "stolen", env=env, timeout=60)
+    assert shown.returncode == 2  # nothing was ingested from the named path

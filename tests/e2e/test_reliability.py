@@ -203,3 +203,39 @@ def _write(folder, rows):
     path = folder / "one.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def test_sigkilled_cpu_worker_during_ingestion_keeps_the_previous_version(fleet):
+    from tests.pdf_samples import PLUS_PDF
+
+    cpu = fleet.start("--cpu")
+    fleet.ingest()  # version 1: the first pages of the Standard plan
+    before = collection_version(fleet)
+    assert before["version"] == 1
+    plus = fleet.folder / "plus.pdf"
+    plus.write_bytes(first_pages_pdf(40, PLUS_PDF))  # about 15 s of embedding on one thread
+    job = json.loads(ragfleet("ingest", str(plus), "-c", "plan", "--no-wait", "--json",
+                              env=fleet.env, timeout=120).stdout)
+    wait_for(lambda: _job(fleet, job["id"])["stage"] == "embed", 300, interval=0.2,
+             what="embedding under way")
+    child = running_child(cpu)
+    child.send_signal(signal.SIGKILL)  # mid-embedding: the parent requeues the job
+    assert collection_version(fleet) == before  # the previous version is still current
+    done = wait_for(lambda: (j := _job(fleet, job["id"]))["state"] in ("done", "failed") and j,
+                    400, interval=1, what="ingestion redone")
+    assert done["state"] == "done", done
+    after = collection_version(fleet)
+    assert after["version"] == 2
+    assert {d["name"] for d in after["documents"]} == {"plan.pdf", "plus.pdf"}
+
+
+def collection_version(fleet: Fleet) -> dict:
+    out = ragfleet("collections", "show", "plan", "--json", env=fleet.env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def _job(fleet: Fleet, job_id: str) -> dict:
+    from shared import jobs
+
+    return jobs.get(fleet.client, job_id)
