@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import redis
 
 from broker.queues import RETRIEVE_TASK, llm_queue
+from producer import polling
 from shared import batch_store, collection_store
 from shared.catalog import Catalog
 from shared.errors import UsageError
@@ -81,13 +81,6 @@ def resume(app, client: redis.Redis, batch_id: str) -> int:
 
 def wait(client: redis.Redis, batch_id: str, on_progress=None, poll_s: float = 0.5,
          timeout_s: float | None = None) -> dict:
-    deadline = time.monotonic() + timeout_s if timeout_s else None
-    while True:
-        batch = batch_store.get(client, batch_id)
-        if on_progress:
-            on_progress(batch)
-        if batch["status"] in batch_store.FINISHED:
-            return batch
-        if deadline and time.monotonic() > deadline:
-            raise UsageError(f"batch {batch_id} not finished after {timeout_s:.0f} s")
-        time.sleep(poll_s)
+    return polling.until_finished(lambda: batch_store.get(client, batch_id),
+                                  lambda b: b["status"] in batch_store.FINISHED,
+                                  f"batch {batch_id}", on_progress, poll_s, timeout_s)

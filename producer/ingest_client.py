@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import redis
 
 from broker import keys
 from broker.queues import INGEST_TASK
+from producer import polling
 from shared import jobs
 from shared.collection_store import check_name
 from shared.config import Settings
@@ -67,13 +67,6 @@ def submit(app, client: redis.Redis, settings: Settings, items: list[str], colle
 
 def wait(client: redis.Redis, job_id: str, on_progress=None, poll_s: float = 0.5,
          timeout_s: float | None = None) -> dict:
-    deadline = time.monotonic() + timeout_s if timeout_s else None
-    while True:
-        job = jobs.get(client, job_id)
-        if on_progress:
-            on_progress(job)
-        if job["state"] in jobs.FINISHED:
-            return job
-        if deadline and time.monotonic() > deadline:
-            raise UsageError(f"ingestion job {job_id} not finished after {timeout_s:.0f} s")
-        time.sleep(poll_s)
+    return polling.until_finished(lambda: jobs.get(client, job_id),
+                                  lambda j: j["state"] in jobs.FINISHED,
+                                  f"ingestion job {job_id}", on_progress, poll_s, timeout_s)
