@@ -72,7 +72,8 @@ class AnswerTask(app.Task):
         batch_id, unit, model = args[:3]
         client = store_client.get()
         _, records = batch_pipeline.unit_question(client, batch_id, unit)
-        reason = (f"generation exceeded the hard time limit of {exc.args[0]} s"
+        reason = (f"generation exceeded the time limit of {exc.args[0]} s "
+                  "(hard limit: the pool process was killed)"
                   if isinstance(exc, TimeLimitExceeded) else f"{type(exc).__name__}: {exc}")
         _record_all(client, batch_id, records, model, unit, "failed", error=reason)
 
