@@ -7,6 +7,8 @@ import os
 import socket
 from functools import lru_cache
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from broker import keys
 from broker.app import app
 from broker.queues import INGEST_TASK, PING_TASK, SEARCH_TASK
@@ -28,7 +30,17 @@ def ping() -> dict:
     return {"worker": pool.current().nodename, "host": socket.gethostname(), "pid": os.getpid()}
 
 
-@app.task(name=INGEST_TASK)
+class IngestTask(app.Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        """Also called in the worker's main process when the hard time limit killed the pool
+        process: the job is failed, so `ingest --wait` does not wait forever."""
+        client = store_client.get()
+        if jobs.get(client, args[0])["state"] not in jobs.FINISHED:
+            jobs.update(client, args[0], state=jobs.FAILED, error_code=1,
+                        error=f"ingestion failed: {type(exc).__name__}: {exc}")
+
+
+@app.task(name=INGEST_TASK, base=IngestTask)
 def ingest(job_id: str) -> dict:
     """Run one ingestion job. Safe to run twice: a finished job is not done again, and the
     collection lock keeps two runs from building on the same version."""
@@ -56,6 +68,15 @@ def ingest(job_id: str) -> dict:
         log.warning("ingestion %s failed: %s", job_id, exc)
         return jobs.update(client, job_id, state=jobs.FAILED, error=str(exc),
                            error_code=exc.exit_code)
+    except SoftTimeLimitExceeded:
+        limit = settings.cpu_task_time_limit_s
+        return jobs.update(client, job_id, state=jobs.FAILED, error_code=1,
+                           error=f"ingestion exceeded the time limit of {limit} s "
+                                 "(RAGFLEET_CPU_TASK_TIME_LIMIT_S); split the documents")
+    except Exception as exc:  # a bug: the job must not stay 'running' for a waiting producer
+        log.exception("ingestion %s failed", job_id)
+        return jobs.update(client, job_id, state=jobs.FAILED, error_code=1,
+                           error=f"ingestion failed: {type(exc).__name__}: {exc}")
     job = jobs.update(client, job_id, state=jobs.DONE, stage="done", result=report.to_json())
     client.delete(*[keys.upload_key(job_id, i) for i in range(len(job["sources"]))])
     return job

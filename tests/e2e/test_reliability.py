@@ -209,7 +209,16 @@ def _write(folder, rows):
     return path
 
 
-def test_sigkilled_cpu_worker_during_ingestion_keeps_the_previous_version(fleet):
+def test_sigkilled_cpu_worker_during_ingestion_keeps_the_previous_version(tmp_path):
+    # the redelivered job reloads the embedder and embeds again: give it more than 30 s
+    fleet = Fleet(tmp_path, {"RAGFLEET_CPU_TASK_TIME_LIMIT_S": "300"})
+    try:
+        _kill_cpu_worker_during_ingestion(fleet)
+    finally:
+        fleet.close()
+
+
+def _kill_cpu_worker_during_ingestion(fleet: Fleet) -> None:
     from tests.pdf_samples import PLUS_PDF
 
     cpu = fleet.start("--cpu")
