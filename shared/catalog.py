@@ -45,6 +45,8 @@ class ModelSettings(BaseModel):
     temperature: float = Field(default=0.01, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
     max_tokens: int = Field(default=512, gt=0)
+    parallel: int = Field(default=1, ge=1, le=64,
+                          description="sequences decoded together (continuous batching)")
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelSettings":

@@ -35,6 +35,62 @@ def detect_backend() -> str:
     return "gpu"
 
 
+class PromptCodec:
+    """Chat messages to prompt tokens for one loaded model: its chat template (or the catalog's
+    chat_format) and its tokenizer. Read-only, so safe to call from several threads."""
+
+    def __init__(self, model: ModelSettings, llama_model):
+        self.model = model
+        self.llama_model = llama_model  # llama_cpp._internals.LlamaModel
+        self.bos_text = self.token_text(llama_model.token_bos())
+        self.render = self._formatter()
+
+    def _formatter(self) -> chat_templates.Formatter:
+        if self.model.chat_format:
+            try:
+                return chat_templates.BUILT_IN[self.model.chat_format]
+            except KeyError:
+                raise ModelUnavailable(
+                    f"model {self.model.name!r}: unknown chat_format {self.model.chat_format!r} "
+                    f"(known: {', '.join(chat_templates.known_formats())})"
+                ) from None
+        template = self.llama_model.metadata().get("tokenizer.chat_template")
+        if not template:
+            raise ModelUnavailable(
+                f"model {self.model.name!r}: the GGUF has no chat template; "
+                "set chat_format in the catalog"
+            )
+        return chat_templates.from_jinja(
+            template, self.bos_text, self.token_text(self.llama_model.token_eos())
+        )
+
+    def token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self.llama_model.detokenize([token], special=True).decode("utf-8", "replace")
+
+    def tokenize(self, text: str) -> list[int]:
+        """Prompt tokens, with a BOS token unless the template already wrote one."""
+        add_bos = bool(self.bos_text) and not text.startswith(self.bos_text)
+        return self.llama_model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        return len(self.tokenize(self.render(messages).text))
+
+    def prompt(self, request: GenerationRequest) -> tuple[list[int], list[str], int]:
+        """The request's prompt tokens, stop strings and max new tokens; refused when they
+        cannot fit the context window."""
+        rendered = self.render(request.messages)
+        tokens = self.tokenize(rendered.text)
+        max_tokens = request.max_tokens or self.model.max_tokens
+        if len(tokens) + max_tokens > self.model.n_ctx:
+            raise PromptTooLong(
+                f"prompt of {len(tokens)} tokens plus {max_tokens} new tokens exceeds "
+                f"n_ctx {self.model.n_ctx} of {self.model.name}"
+            )
+        return tokens, rendered.stop + request.stop, max_tokens
+
+
 class LlamaEngine:
     """One loaded GGUF model. Not thread-safe: one request at a time."""
 
@@ -58,52 +114,19 @@ class LlamaEngine:
         except (ValueError, RuntimeError) as exc:
             raise ModelUnavailable(f"model {model.name!r}: llama.cpp cannot load {path}: {exc}")
         self.load_s = time.perf_counter() - started
-        self.render = self._formatter()
+        self.codec = PromptCodec(model, self.llm._model)  # the Llama's own vocabulary
+        self.render = self.codec.render
         log.info("loaded %s from %s in %.1f s on %s", model.name, path, self.load_s, self.backend)
 
-    def _formatter(self) -> chat_templates.Formatter:
-        if self.model.chat_format:
-            try:
-                return chat_templates.BUILT_IN[self.model.chat_format]
-            except KeyError:
-                raise ModelUnavailable(
-                    f"model {self.model.name!r}: unknown chat_format {self.model.chat_format!r} "
-                    f"(known: {', '.join(chat_templates.known_formats())})"
-                ) from None
-        template = self.llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise ModelUnavailable(
-                f"model {self.model.name!r}: the GGUF has no chat template; "
-                "set chat_format in the catalog"
-            )
-        return chat_templates.from_jinja(
-            template, self._token_text(self.llm.token_bos()), self._token_text(self.llm.token_eos())
-        )
-
-    def _token_text(self, token: int) -> str:
-        if token < 0:
-            return ""
-        return self.llm.detokenize([token], special=True).decode("utf-8", "replace")
-
     def tokenize(self, text: str) -> list[int]:
-        """Prompt tokens, with a BOS token unless the template already wrote one."""
-        bos = self._token_text(self.llm.token_bos())
-        add_bos = bool(bos) and not text.startswith(bos)
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        return self.codec.tokenize(text)
 
     def count_tokens(self, messages: list[ChatMessage]) -> int:
-        return len(self.tokenize(self.render(messages).text))
+        return self.codec.count_tokens(messages)
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         """Stream the answer so time to first token is measured apart from decoding."""
-        rendered = self.render(request.messages)
-        prompt = self.tokenize(rendered.text)
-        max_tokens = request.max_tokens or self.model.max_tokens
-        if len(prompt) + max_tokens > self.model.n_ctx:
-            raise PromptTooLong(
-                f"prompt of {len(prompt)} tokens plus {max_tokens} new tokens exceeds "
-                f"n_ctx {self.model.n_ctx} of {self.model.name}"
-            )
+        prompt, stop, max_tokens = self.codec.prompt(request)
         started = time.perf_counter()
         first = None
         parts: list[str] = []
@@ -115,7 +138,7 @@ class LlamaEngine:
             max_tokens=max_tokens,
             temperature=self.model.temperature if request.temperature is None else request.temperature,
             top_p=self.model.top_p if request.top_p is None else request.top_p,
-            stop=rendered.stop + request.stop,
+            stop=stop,
             stream=True,
         )
         deadline = started + request.time_budget_s if request.time_budget_s else None

@@ -31,6 +31,9 @@ class GenerationResult(BaseModel):
     generation_s: float = Field(description="first token to last token")
     total_s: float
     tokens_per_s: float
+    token_ids: list[int] = Field(default_factory=list, exclude=True,
+                                 description="generated tokens, where the engine has them; "
+                                             "never serialised")
 
 
 class WorkerInfo(BaseModel):

@@ -1,6 +1,9 @@
 """One engine per pool process, loaded once: in a background thread started when the process
 starts (Celery kills `worker_process_init` handlers after 4 s, a model takes longer), awaited by
-the first task. A load failure is kept and reported by every task instead of retried forever."""
+the first task. A load failure is kept and reported by every task instead of retried forever.
+
+parallel 1: the single-stream engine in the prefork child. parallel N: one batching engine in the
+worker process, shared by the N task threads of Celery's threads pool."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import logging
 import threading
 from pathlib import Path
 
+from shared.batched_engine import BatchedEngine
 from shared.catalog import load_catalog
 from shared.config import get_settings
 from shared.llm import LlamaEngine
@@ -17,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # Shared with the worker's main process (created before the fork): 0 loading, 1 ready, -1 failed.
 state = None
-_engine: LlamaEngine | None = None
+_engine: LlamaEngine | BatchedEngine | None = None
 _error: BaseException | None = None
 _loaded = threading.Event()
 
@@ -27,7 +31,11 @@ def _load() -> None:
     config = pool.current()
     try:
         model = load_catalog(get_settings().catalog_path).get(config.model)
-        _engine = LlamaEngine(model, Path(config.model_path), config.n_threads or 1)
+        if config.parallel > 1:
+            _engine = BatchedEngine(model, Path(config.model_path), config.n_threads or 1,
+                                    config.parallel)
+        else:
+            _engine = LlamaEngine(model, Path(config.model_path), config.n_threads or 1)
         if state is not None:
             state.value = 1
     except BaseException as exc:  # kept and re-raised in every task
@@ -45,7 +53,7 @@ def start_loading() -> None:
     threading.Thread(target=_load, name="model-loader", daemon=True).start()
 
 
-def get() -> LlamaEngine:
+def get() -> LlamaEngine | BatchedEngine:
     _loaded.wait()
     if _error is not None:
         raise _error

@@ -1,8 +1,13 @@
 """The worker entry point: one Celery worker consuming one queue, pinning one model.
 
-Pool processes are Celery's prefork children: the main process stays responsive (pings,
-heartbeats, Flower) while a child generates, and a killed child's task is requeued at once
+parallel 1: pool processes are Celery's prefork children: the main process stays responsive
+(pings, heartbeats, Flower) while a child generates, and a killed child's task is requeued at once
 (late acknowledgement + reject on worker lost).
+parallel N: Celery's threads pool runs N tasks in the worker process, each handing its request to
+one batching engine (llama.cpp releases the GIL while it computes). Late acknowledgement still
+holds: if the process dies, its N unacknowledged tasks come back after the visibility timeout.
+Celery enforces no time limits in a threads pool; the engine's time budget stops a sequence at
+the soft limit instead.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import time
 from broker import connection
 from broker.app import configure
 from broker.queues import CPU_QUEUE, llm_queue
+from shared import kv_memory
 from shared.catalog import load_catalog
 from shared.config import Settings
 from shared.schemas import WorkerInfo
@@ -35,7 +41,7 @@ def one_thread_per_process() -> None:
 
 
 def run(settings: Settings, model_name: str | None, threads: int | None, concurrency: int,
-        loglevel: str = "INFO", nodename: str | None = None) -> None:
+        loglevel: str = "INFO", nodename: str | None = None, parallel: int | None = None) -> None:
     one_thread_per_process()
     url, _ = connection.connect(settings)  # exit 69 now rather than retry forever
     host = socket.gethostname()
@@ -43,10 +49,14 @@ def run(settings: Settings, model_name: str | None, threads: int | None, concurr
         model = load_catalog(settings.catalog_path).get(model_name)
         path = model.ensure_file(settings.models_dir)
         n_threads = threads or model.n_threads or settings.cores
+        parallel = parallel or model.parallel
+        if parallel > 1:
+            kv_memory.check_fits(model_name, path, model.n_ctx, parallel)
         config = PoolConfig(
             kind="llm", queue=llm_queue(model_name),
             nodename=_nodename(nodename, f"{model_name}-{os.getpid()}@%h", host),
-            concurrency=1, model=model_name, model_path=str(path), n_threads=n_threads,
+            concurrency=parallel, model=model_name, model_path=str(path), n_threads=n_threads,
+            parallel=parallel,
         )
     else:
         path = None
@@ -59,9 +69,12 @@ def run(settings: Settings, model_name: str | None, threads: int | None, concurr
     heartbeat = Heartbeat(url, _worker_info(config, path, host), settings.heartbeat_interval_s,
                           _state_reader(config))
     _connect_signals(config, heartbeat)
+    batching = config.parallel > 1
+    if batching:  # no pool processes: the engine lives here, shared by the task threads
+        engine_holder.start_loading()
     app.worker_main([
         "worker", "--queues", config.queue, "--hostname", config.nodename,
-        "--concurrency", str(config.concurrency), "--pool", "prefork",
+        "--concurrency", str(config.concurrency), "--pool", "threads" if batching else "prefork",
         "--loglevel", loglevel, "--without-gossip", "--without-mingle", "--events",
     ])
 
@@ -104,7 +117,7 @@ def _connect_signals(config: PoolConfig, heartbeat: Heartbeat) -> None:
     def _shutting_down(**_):
         heartbeat.stop()
 
-    @signals.worker_process_init.connect(weak=False)
+    @signals.worker_process_init.connect(weak=False)  # prefork children only
     def _process_init(**_):
         if config.kind == "llm":
             engine_holder.start_loading()

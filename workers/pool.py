@@ -19,6 +19,7 @@ class PoolConfig:
     model: str | None = None
     model_path: str | None = None
     n_threads: int | None = None
+    parallel: int = 1  # > 1: one batching engine, Celery's threads pool with this many tasks
 
     def export(self) -> None:
         os.environ[ENV_VAR] = json.dumps(asdict(self))

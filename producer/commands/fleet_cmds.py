@@ -19,14 +19,18 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
               help="A model pool to start (repeatable). Default: every model whose file is here.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="llama.cpp threads per pool. Default: the catalog's, else cores // pools.")
+@click.option("--parallel", type=click.IntRange(min=1, max=64), default=None,
+              help="Questions each model pool decodes together. Default: the catalog's.")
 @click.option("--flower", "with_flower", is_flag=True, help="Also start Flower (basic auth).")
 @json_option
-def up(models: tuple[str, ...], threads: int | None, with_flower: bool, as_json: bool) -> None:
+def up(models: tuple[str, ...], threads: int | None, parallel: int | None, with_flower: bool,
+       as_json: bool) -> None:
     """Start Redis (embedded unless REDIS_URL is set), the cpu pool and one pool per model, in
     the background; return when every pool is online with its model loaded."""
     settings = load_settings()
     catalog = load_catalog(settings.catalog_path)
-    fleet.up(settings, catalog, list(models) or None, threads, with_flower, say=info)
+    fleet.up(settings, catalog, list(models) or None, threads, with_flower, say=info,
+             parallel=parallel)
     _print_status(fleet.status(settings), as_json)
 
 
@@ -59,11 +63,12 @@ def _print_status(state: dict, as_json: bool) -> None:
         click.echo(f"Flower  {state['flower']['url']} (user {state['flower']['user']})")
     rows = [
         (p["model"], p["queue"], p["workers"], p["state"], p["backend"] or "-",
-         p["n_threads"] or "-", p["model_file"] or "-", human_size(p["model_size"]), p["queued"])
+         p["n_threads"] or "-", p["parallel"] or "-", p["model_file"] or "-",
+         human_size(p["model_size"]), p["queued"])
         for p in state["pools"]
     ]
-    click.echo(table(("POOL", "QUEUE", "WORKERS", "STATE", "BACKEND", "THREADS", "MODEL FILE",
-                      "SIZE", "QUEUED"), rows))
+    click.echo(table(("POOL", "QUEUE", "WORKERS", "STATE", "BACKEND", "THREADS", "PARALLEL",
+                      "MODEL FILE", "SIZE", "QUEUED"), rows))
 
 
 @click.command()
@@ -73,18 +78,20 @@ def _print_status(state: dict, as_json: bool) -> None:
               help="llama.cpp threads. Default: the catalog's, else all cores.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=1,
               help="Pool processes of the cpu pool.")
+@click.option("--parallel", type=click.IntRange(min=1, max=64), default=None,
+              help="Questions a model pool decodes together. Default: the catalog's (1).")
 @click.option("--name", default=None, metavar="NODENAME",
               help="Celery node name, e.g. gemma@%h (default: POOL-PID@HOST).")
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(model: str | None, cpu: bool, threads: int | None, concurrency: int,
-           name: str | None, loglevel: str) -> None:
+           parallel: int | None, name: str | None, loglevel: str) -> None:
     """Run one pool in the foreground, against REDIS_URL (or this data dir's embedded Redis)."""
     if bool(model) == cpu:
         raise click.UsageError("give exactly one of --model NAME or --cpu")
     logging.getLogger().setLevel(loglevel.upper())
     from workers.main import run  # Celery is imported only by the command that needs it
 
-    run(load_settings(), model, threads, concurrency, loglevel, nodename=name)
+    run(load_settings(), model, threads, concurrency, loglevel, nodename=name, parallel=parallel)
 
 
 COMMANDS = (up, down, status, worker)

@@ -24,6 +24,7 @@ def test_project_catalog_lists_the_four_models_with_study_defaults():
     for model in catalog.models.values():
         assert model.temperature == 0.01 and model.top_p == 1.0
         assert model.n_gpu_layers == -1 and model.n_ctx == 2048
+        assert model.parallel >= 1
     assert catalog.get("gemma3-270m").chat_format == "gemma"
     assert catalog.get("smollm2-135m").chat_format is None  # the GGUF's own template
 
@@ -78,6 +79,8 @@ n_threads = 3
     ('[models.a]\nfile = "a.gguf"\nn_ctx = -1\n', "n_ctx"),
     ('[models.a]\nfile = "../etc/passwd"\n', "bare file name"),
     ('[models.a]\nfile = "a.gguf"\nunknown_key = 1\n', "unknown_key"),
+    ('[models.a]\nfile = "a.gguf"\nparallel = 0\n', "parallel"),
+    ('[models.a]\nfile = "a.gguf"\nparallel = 65\n', "parallel"),
     ("this is not toml", "not valid TOML"),
     ("[defaults]\n", r"no \[models\.NAME\]"),
 ])

@@ -1,0 +1,102 @@
+"""How much memory a model pool needs, checked before it starts.
+
+A batching pool keeps a KV cache of n_ctx cells for each of its `parallel` sequences, so its
+memory grows with parallel x n_ctx; a setting that does not fit would push the machine into swap
+or get the pool killed mid-batch. The estimate reads the GGUF's attention shape (vocabulary-only
+load: no weights read) and is an upper bound: f16 keys and values in every layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from shared.errors import UsageError
+
+# Compute buffers, logits and the Python process itself, measured at 150-250 MB for the bundled
+# models at parallel 1-8 (benchmarks/results/batching.json); kept generous.
+RUNTIME_OVERHEAD_BYTES = 300 * 2**20
+F16_BYTES = 2
+
+
+@dataclass(frozen=True)
+class AttentionShape:
+    layers: int
+    kv_heads: int
+    key_length: int
+    value_length: int
+
+    def kv_bytes_per_cell(self) -> int:
+        return self.layers * self.kv_heads * (self.key_length + self.value_length) * F16_BYTES
+
+
+def attention_shape(path: Path) -> AttentionShape:
+    import llama_cpp
+    from llama_cpp import _internals
+    from llama_cpp._logger import set_verbose
+
+    set_verbose(False)
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = _internals.LlamaModel(path_model=str(path), params=params, verbose=False)
+    try:
+        meta = model.metadata()
+    finally:
+        model.close()
+    arch = meta["general.architecture"]
+
+    def value(key: str, default: int | None = None) -> int:
+        raw = meta.get(f"{arch}.{key}")
+        if raw is None:
+            if default is None:
+                raise ValueError(f"{path.name}: GGUF metadata lacks {arch}.{key}")
+            return default
+        return int(raw)
+
+    heads = value("attention.head_count")
+    head_dim = value("embedding_length") // heads
+    return AttentionShape(
+        layers=value("block_count"),
+        kv_heads=value("attention.head_count_kv", heads),
+        key_length=value("attention.key_length", head_dim),
+        value_length=value("attention.value_length", head_dim),
+    )
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    model_bytes: int
+    kv_bytes: int
+    overhead_bytes: int
+
+    @property
+    def total(self) -> int:
+        return self.model_bytes + self.kv_bytes + self.overhead_bytes
+
+
+def estimate(path: Path, n_ctx: int, parallel: int) -> MemoryEstimate:
+    shape = attention_shape(path)
+    return MemoryEstimate(model_bytes=path.stat().st_size,
+                          kv_bytes=shape.kv_bytes_per_cell() * n_ctx * parallel,
+                          overhead_bytes=RUNTIME_OVERHEAD_BYTES)
+
+
+def check_fits(model_name: str, path: Path, n_ctx: int, parallel: int,
+               available: int | None = None) -> MemoryEstimate:
+    """The estimate, or a UsageError naming the setting when it exceeds available memory."""
+    need = estimate(path, n_ctx, parallel)
+    available = psutil.virtual_memory().available if available is None else available
+    if need.total > available:
+        raise UsageError(
+            f"model {model_name!r} with parallel {parallel} needs about {_gb(need.total)} "
+            f"(KV cache {_gb(need.kv_bytes)} for {parallel} sequences x {n_ctx} tokens, "
+            f"model {_gb(need.model_bytes)}) but {_gb(available)} is available; "
+            "lower parallel or n_ctx"
+        )
+    return need
+
+
+def _gb(n: int) -> str:
+    return f"{n / 2**30:.1f} GB"
