@@ -109,6 +109,8 @@ def answer(batch_id: str, unit: str, model: str, enqueued_at: float) -> None:
             return
         result["worker"] = pool.current().nodename
         result["host"] = pool.current().nodename.split("@", 1)[-1]
+        # answers decoded together take longer each: latency is read with the pool's setting
+        result["parallel"] = pool.current().parallel
         batch_store.save_answer(client, batch_id, unit, model, result)
     stored = batch_store.answer(client, batch_id, unit, model)
     for question_record in records:
