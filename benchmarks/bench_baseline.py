@@ -1,0 +1,187 @@
+"""The study's original stack against the fleet, on the same questions, model and parameters.
+
+Baseline (LangChain, as the study ran it by hand): PyPDFLoader pages split by
+RecursiveCharacterTextSplitter (1000/150), EnsembleRetriever over BM25Retriever and a FAISS
+retriever with MMR search (k 4 each, weights 0.3/0.7), a RetrievalQA "stuff" chain (every fused
+chunk goes into the prompt, uncut), LlamaCpp as the LLM. The prompt is the same chat-formatted
+instruction the fleet uses, so the difference is the pipeline, not the wording.
+
+Fleet: `ragfleet ask` on the same PDF and questions (top-k 4 fused chunks, trimmed to fit n_ctx).
+
+Both answers are scored the same way (cosine similarity with the reference, all-MiniLM-L6-v2).
+Needs the optional extra: pip install -e '.[bench]'. Writes benchmarks/results/baseline.json.
+
+    .venv/bin/python -m benchmarks.bench_baseline [--questions 12] [--max-tokens 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import machine
+from benchmarks.bench_overhead import PDF, QUESTIONS, ragfleet
+from broker import connection
+from shared import batch_store, prompts
+from shared.batch_pipeline import similarity
+from shared.catalog import load_catalog
+from shared.config import Settings
+from shared.embeddings import get_embedder
+from shared.llm import PromptCodec
+from shared.questions import split_citations
+
+BM25_WEIGHT = 0.3
+K_EACH = 4
+
+
+def langchain_embeddings():
+    """The study's sentence-transformers model behind LangChain's Embeddings interface (the
+    same offline all-MiniLM-L6-v2 files the fleet uses; no model hub here)."""
+    from langchain_core.embeddings import Embeddings
+
+    class MiniLM(Embeddings):
+        def embed_documents(self, texts):
+            return get_embedder().embed(list(texts)).tolist()
+
+        def embed_query(self, text):
+            return get_embedder().embed([text])[0].tolist()
+
+    return MiniLM()
+
+
+def chat_prompt(model_name: str, llama_model):
+    """The fleet's system instruction and user message in the model's chat format, with
+    LangChain's {context} and {question} slots."""
+    from langchain_core.prompts import PromptTemplate
+
+    model = load_catalog(Settings().catalog_path).get(model_name)
+    codec = PromptCodec(model, llama_model)
+    rendered = codec.render(prompts.messages_for("{question}", [{"text": "{context}"}]))
+    return PromptTemplate.from_template(rendered.text), rendered.stop
+
+
+def build_chain(model_name: str, max_tokens: int, threads: int, temperature: float):
+    from langchain_classic.chains import RetrievalQA
+    from langchain_classic.retrievers import EnsembleRetriever
+    from langchain_community.document_loaders import PyPDFLoader
+    from langchain_community.llms import LlamaCpp
+    from langchain_community.retrievers import BM25Retriever
+    from langchain_community.vectorstores import FAISS
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    settings = Settings()
+    model = load_catalog(settings.catalog_path).get(model_name)
+    pages = PyPDFLoader(str(PDF)).load()
+    chunks = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=150).split_documents(pages)
+    bm25 = BM25Retriever.from_documents(chunks, k=K_EACH)
+    faiss = FAISS.from_documents(chunks, langchain_embeddings()).as_retriever(
+        search_type="mmr", search_kwargs={"k": K_EACH})
+    ensemble = EnsembleRetriever(retrievers=[bm25, faiss], weights=[BM25_WEIGHT, 1 - BM25_WEIGHT])
+    llm = LlamaCpp(model_path=str(model.ensure_file(settings.models_dir)), n_ctx=model.n_ctx,
+                   n_threads=threads, n_batch=512, temperature=temperature, top_p=model.top_p,
+                   max_tokens=max_tokens, seed=0, verbose=False)
+    template, stop = chat_prompt(model_name, llm.client._model)
+    llm.stop = stop
+    chain = RetrievalQA.from_chain_type(llm=llm, chain_type="stuff", retriever=ensemble,
+                                        chain_type_kwargs={"prompt": template})
+    return chain, len(chunks)
+
+
+def run_baseline(model_name: str, questions: list[dict], max_tokens: int, threads: int,
+                 temperature: float) -> dict:
+    chain, n_chunks = build_chain(model_name, max_tokens, threads, temperature)
+    rows = []
+    for q in questions:
+        started = time.perf_counter()
+        try:
+            answer, error = chain.invoke({"query": q["question"]})["result"].strip(), None
+        except Exception as exc:  # the study's chain overflows n_ctx on some questions
+            answer, error = "", f"{type(exc).__name__}: {exc}"
+        rows.append({"id": q["id"], "seconds": time.perf_counter() - started, "answer": answer,
+                     "error": error})
+    embedder = get_embedder()
+    for row, q in zip(rows, questions):
+        reference, _ = split_citations(q["reference"])  # as `ask` stores it
+        row["cosine"] = similarity(embedder, row["answer"], reference) if row["answer"] else 0.0
+    return {"chunks": n_chunks, "rows": rows}
+
+
+def run_fleet(model_name: str, questions_path: Path, data_dir: Path, max_tokens: int,
+              threads: int, temperature: float) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGFLEET_") and k != "REDIS_URL"}
+    env["RAGFLEET_DATA_DIR"] = str(data_dir)
+    ragfleet(env, "up", "--model", model_name, "--threads", str(threads))
+    try:
+        ragfleet(env, "ingest", str(PDF), "-c", "baseline", "--wait")
+        started = time.perf_counter()
+        summary = json.loads(ragfleet(env, "ask", str(questions_path), "-c", "baseline", "-m",
+                                      model_name, "--max-tokens", str(max_tokens), "--top-k",
+                                      str(K_EACH), "--temperature", str(temperature), "--wait",
+                                      "--json"))
+        wall = time.perf_counter() - started
+        _, client = connection.connect(Settings(data_dir=data_dir))
+        results = batch_store.results(client, summary["batch"])
+    finally:
+        ragfleet(env, "down")
+    rows = [{"id": r["question_id"], "seconds": r.get("total_s"), "answer": r.get("answer") or "",
+             "error": r["error"], "cosine": r["cosine"] if r["cosine"] is not None else 0.0}
+            for r in results]
+    return {"wall_s": wall, "rows": rows}
+
+
+def summary(rows: list[dict]) -> dict:
+    answered = [r for r in rows if not r["error"]]
+    return {
+        "questions": len(rows),
+        "failed": len(rows) - len(answered),
+        "errors": sorted({r["error"][:120] for r in rows if r["error"]}),
+        "mean_cosine": statistics.mean(r["cosine"] for r in rows),  # a failure scores 0
+        "mean_cosine_answered": statistics.mean(r["cosine"] for r in answered) if answered else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--questions", type=int, default=12)
+    parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--temperature", type=float, default=0.01)  # the study's
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    lines = QUESTIONS.read_text().splitlines()[:args.questions]
+    questions = [json.loads(line) for line in lines]
+    baseline = run_baseline(args.model, questions, args.max_tokens, args.threads, args.temperature)
+    with tempfile.TemporaryDirectory() as tmp:
+        subset = Path(tmp) / "questions.jsonl"
+        subset.write_text("\n".join(lines) + "\n")
+        fleet = run_fleet(args.model, subset, Path(tmp) / "data", args.max_tokens, args.threads,
+                          args.temperature)
+    base_wall = sum(r["seconds"] for r in baseline["rows"])
+    base, ours = summary(baseline["rows"]), summary(fleet["rows"])
+    figures = {
+        "time_per_question_ratio": (fleet["wall_s"] / len(questions)) / (base_wall / len(questions)),
+        "mean_cosine_ratio": ours["mean_cosine"] / base["mean_cosine"] if base["mean_cosine"] else None,
+        "model": args.model,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "threads": args.threads,
+        "baseline": {**base, "seconds_per_question": base_wall / len(questions),
+                     "chunks": baseline["chunks"]},
+        "fleet": {**ours, "seconds_per_question": fleet["wall_s"] / len(questions)},
+        "notes": "time ratio = fleet wall time per question (retrieval, queueing, generation, "
+                 "scoring) / baseline chain time per question; < 1 means the fleet is faster. "
+                 "cosine ratio > 1 means the fleet is more accurate; a failed question scores 0.",
+        "command": ".venv/bin/python -m benchmarks.bench_baseline "
+                   f"--questions {args.questions} --max-tokens {args.max_tokens} --model {args.model}",
+    }
+    print(json.dumps({k: figures[k] for k in ("time_per_question_ratio", "mean_cosine_ratio")}))
+    machine.write("baseline", figures)
+
+
+if __name__ == "__main__":
+    main()
