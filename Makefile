@@ -57,6 +57,7 @@ bench: install
 	$(BIN)/python -m benchmarks.bench_ingest
 	$(BIN)/python -m benchmarks.bench_overhead
 	$(BIN)/python -m benchmarks.bench_throughput
+	$(BIN)/python -m benchmarks.bench_prefix
 	$(BIN)/python -m benchmarks.bench_batching
 	$(BIN)/python -m benchmarks.bench_baseline
 
