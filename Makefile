@@ -58,6 +58,7 @@ bench: install
 	$(BIN)/python -m benchmarks.bench_overhead
 	$(BIN)/python -m benchmarks.bench_throughput
 	$(BIN)/python -m benchmarks.bench_prefix
+	$(BIN)/python -m benchmarks.bench_decode
 	$(BIN)/python -m benchmarks.bench_batching
 	$(BIN)/python -m benchmarks.bench_baseline
 

@@ -68,7 +68,8 @@ class BatchedEngine:
     """A loaded GGUF model answering up to `parallel` requests at once. Thread-safe."""
 
     def __init__(self, model: ModelSettings, path: Path, n_threads: int, parallel: int,
-                 seed: int = 0, prefill_chunk: int = DEFAULT_PREFILL_CHUNK):
+                 seed: int = 0, prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+                 unified_kv: bool = False):
         import llama_cpp
         from llama_cpp import _internals  # pinned llama-cpp-python: the low-level wrappers
         from llama_cpp._logger import set_verbose
@@ -94,7 +95,9 @@ class BatchedEngine:
             ctx_params.n_batch = self.batch_size
             ctx_params.n_ubatch = self.batch_size
             ctx_params.n_seq_max = parallel
-            ctx_params.kv_unified = False
+            # Split by default: with one unified pool of cells every sequence's step attended
+            # over all sequences' cells, 14% slower at 8 sequences (benchmarks/bench_decode.py).
+            ctx_params.kv_unified = unified_kv
             # as llama-cpp-python's Llama: the same kernels give the same greedy answers
             ctx_params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
             ctx_params.n_threads = n_threads

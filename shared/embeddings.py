@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from functools import lru_cache
 
 import numpy as np
@@ -55,10 +56,24 @@ class Embedder:
         return out
 
 
+_loading = threading.Lock()
+
+
 @lru_cache(maxsize=1)
-def get_embedder() -> Embedder:
-    """One embedder per process, loaded on first use."""
+def _load() -> Embedder:
     return Embedder()
+
+
+def get_embedder() -> Embedder:
+    """One embedder per process, loaded once (the lock: a preloading thread and a task may ask
+    at the same time)."""
+    with _loading:
+        return _load()
+
+
+def preload_in_background() -> None:
+    """Load while the worker waits for its first task, so that task does not pay the ~10 s."""
+    threading.Thread(target=get_embedder, name="embedder-loader", daemon=True).start()
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

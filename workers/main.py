@@ -121,3 +121,7 @@ def _connect_signals(config: PoolConfig, heartbeat: Heartbeat) -> None:
     def _process_init(**_):
         if config.kind == "llm":
             engine_holder.start_loading()
+        else:
+            from shared.embeddings import preload_in_background
+
+            preload_in_background()

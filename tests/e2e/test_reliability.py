@@ -120,22 +120,25 @@ def test_sigkilled_pool_process_mid_batch_loses_and_doubles_nothing(fleet):
     assert_exactly_once(fleet, batch_id, 6)
 
 
-def test_sigkilled_worker_task_returns_after_the_visibility_timeout(fleet):
+@pytest.mark.parametrize("parallel", [1, 3], ids=["prefork", "batching"])
+def test_sigkilled_worker_task_returns_after_the_visibility_timeout(fleet, parallel):
+    # parallel 3: the threads pool holds three unacknowledged tasks when it dies
+    pool = ["--model", MODEL, "--threads", "2", "--parallel", str(parallel)]
     fleet.start("--cpu")
-    worker = fleet.start("--model", MODEL, "--threads", "2")
+    worker = fleet.start(*pool)
     fleet.ingest()
-    batch_id = fleet.ask(questions(4), "--max-tokens", "64")
+    batch_id = fleet.ask(questions(4 + parallel), "--max-tokens", "64")
     wait_for(lambda: batch_store.get(fleet.client, batch_id)["completed"] >= 1, 300,
              what="first answer")
     os.killpg(worker.pid, signal.SIGKILL)  # the whole pool: nobody is left to requeue its task
     killed_at = time.monotonic()
-    fleet.start("--model", MODEL, "--threads", "2")
+    fleet.start(*pool)
     final = fleet.wait_finished(batch_id, timeout=400)
     settings = Settings(**{k.removeprefix("RAGFLEET_").lower(): int(v) for k, v in LIMITS.items()})
     # the unacknowledged task came back within its visibility timeout plus a sweep or two
     assert time.monotonic() - killed_at < settings.visibility_timeout + 120
     assert final["status"] == "completed"
-    assert_exactly_once(fleet, batch_id, 4)
+    assert_exactly_once(fleet, batch_id, 4 + parallel)
 
 
 def test_redis_restart_mid_batch_loses_nothing(fleet):
