@@ -95,8 +95,9 @@ class BatchedEngine:
             ctx_params.n_batch = self.batch_size
             ctx_params.n_ubatch = self.batch_size
             ctx_params.n_seq_max = parallel
-            # Split by default: with one unified pool of cells every sequence's step attended
-            # over all sequences' cells, 14% slower at 8 sequences (benchmarks/bench_decode.py).
+            # Split by default: each decoding token attends over its own sequence's cells only.
+            # A unified pool decodes Gemma 3 270M faster on short prompts but every measured
+            # model slower on RAG-length prompts (BENCHMARKS.md). Catalog `kv_unified`.
             ctx_params.kv_unified = unified_kv
             # as llama-cpp-python's Llama: the same kernels give the same greedy answers
             ctx_params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED

@@ -47,6 +47,8 @@ class ModelSettings(BaseModel):
     max_tokens: int = Field(default=512, gt=0)
     parallel: int = Field(default=1, ge=1, le=64,
                           description="sequences decoded together (continuous batching)")
+    kv_unified: bool = Field(default=False,
+                             description="batching: one KV pool for all sequences, not one each")
 
     @model_validator(mode="after")
     def _one_source(self) -> "ModelSettings":

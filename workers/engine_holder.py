@@ -33,7 +33,7 @@ def _load() -> None:
         model = load_catalog(get_settings().catalog_path).get(config.model)
         if config.parallel > 1:
             _engine = BatchedEngine(model, Path(config.model_path), config.n_threads or 1,
-                                    config.parallel)
+                                    config.parallel, unified_kv=model.kv_unified)
         else:
             _engine = LlamaEngine(model, Path(config.model_path), config.n_threads or 1)
         if state is not None:
