@@ -116,6 +116,7 @@ class BatchedEngine:
         self._free_slots = list(range(parallel))
         self._active: list[_Sequence] = []
         self._closed = threading.Event()
+        self._closing = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="batched-engine", daemon=True)
         self._thread.start()
         log.info("loaded %s from %s in %.1f s on %s, %d sequences x %d tokens", model.name, path,
@@ -133,11 +134,12 @@ class BatchedEngine:
         """Queue a request; the future resolves to its GenerationResult."""
         prompt, stop, max_tokens = self.codec.prompt(request)  # PromptTooLong raised here
         future: Future = Future()
-        if self._closed.is_set():
-            raise EngineClosed(f"the engine of {self.model.name} is closed")
-        self._waiting.put(_Sequence(request=request, prompt=prompt, stop=stop,
-                                    max_tokens=max_tokens, future=future,
-                                    submitted=time.perf_counter()))
+        with self._closing:  # never queued after the scheduler's last look at the queue
+            if self._closed.is_set():
+                raise EngineClosed(f"the engine of {self.model.name} is closed")
+            self._waiting.put(_Sequence(request=request, prompt=prompt, stop=stop,
+                                        max_tokens=max_tokens, future=future,
+                                        submitted=time.perf_counter()))
         return future
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
@@ -145,7 +147,8 @@ class BatchedEngine:
 
     def close(self) -> None:
         """Stop the scheduler; requests still waiting or running fail with EngineClosed."""
-        self._closed.set()
+        with self._closing:
+            self._closed.set()
         self._waiting.put(None)
         self._thread.join(timeout=30)
 
@@ -159,7 +162,8 @@ class BatchedEngine:
                     self._step()
         except BaseException as exc:  # a llama.cpp failure: nobody may wait forever
             log.exception("batched engine of %s stopped", self.model.name)
-            self._closed.set()
+            with self._closing:
+                self._closed.set()
             self._fail_all(EngineClosed(f"the engine of {self.model.name} stopped: {exc}"))
             return
         self._fail_all(EngineClosed(f"the engine of {self.model.name} is closed"))

@@ -121,24 +121,32 @@ def test_sigkilled_pool_process_mid_batch_loses_and_doubles_nothing(fleet):
 
 
 @pytest.mark.parametrize("parallel", [1, 3], ids=["prefork", "batching"])
-def test_sigkilled_worker_task_returns_after_the_visibility_timeout(fleet, parallel):
-    # parallel 3: the threads pool holds three unacknowledged tasks when it dies
-    pool = ["--model", MODEL, "--threads", "2", "--parallel", str(parallel)]
-    fleet.start("--cpu")
-    worker = fleet.start(*pool)
-    fleet.ingest()
-    batch_id = fleet.ask(questions(4 + parallel), "--max-tokens", "64")
-    wait_for(lambda: batch_store.get(fleet.client, batch_id)["completed"] >= 1, 300,
-             what="first answer")
-    os.killpg(worker.pid, signal.SIGKILL)  # the whole pool: nobody is left to requeue its task
-    killed_at = time.monotonic()
-    fleet.start(*pool)
-    final = fleet.wait_finished(batch_id, timeout=400)
-    settings = Settings(**{k.removeprefix("RAGFLEET_").lower(): int(v) for k, v in LIMITS.items()})
-    # the unacknowledged task came back within its visibility timeout plus a sweep or two
-    assert time.monotonic() - killed_at < settings.visibility_timeout + 120
-    assert final["status"] == "completed"
-    assert_exactly_once(fleet, batch_id, 4 + parallel)
+def test_sigkilled_worker_task_returns_after_the_visibility_timeout(tmp_path, parallel):
+    # parallel 3: the threads pool holds three unacknowledged tasks when it dies. Three answers
+    # decoded together take about three times as long each: a 40 s limit keeps them inside it
+    # (the visibility timeout grows to 100 s).
+    limits = {**LIMITS, "RAGFLEET_LLM_TASK_TIME_LIMIT_S": "40" if parallel > 1 else "20"}
+    fleet = Fleet(tmp_path, limits)
+    try:
+        pool = ["--model", MODEL, "--threads", "2", "--parallel", str(parallel)]
+        fleet.start("--cpu")
+        worker = fleet.start(*pool)
+        fleet.ingest()
+        batch_id = fleet.ask(questions(4 + parallel), "--max-tokens", "48")
+        wait_for(lambda: batch_store.get(fleet.client, batch_id)["completed"] >= 1, 300,
+                 what="first answer")
+        os.killpg(worker.pid, signal.SIGKILL)  # the whole pool: nobody is left to requeue
+        killed_at = time.monotonic()
+        fleet.start(*pool)
+        final = fleet.wait_finished(batch_id, timeout=400)
+        settings = Settings(**{k.removeprefix("RAGFLEET_").lower(): int(v)
+                               for k, v in limits.items()})
+        # the unacknowledged tasks came back within the visibility timeout plus a sweep or two
+        assert time.monotonic() - killed_at < settings.visibility_timeout + 120
+        assert final["status"] == "completed"
+        assert_exactly_once(fleet, batch_id, 4 + parallel)
+    finally:
+        fleet.close()
 
 
 def test_redis_restart_mid_batch_loses_nothing(fleet):
