@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from benchmarks import machine
-from benchmarks.bench_overhead import PDF, QUESTIONS, ragfleet
+from benchmarks.bench_overhead import PDF, QUESTIONS, fleet_env, ragfleet
 from broker import connection
 from shared import batch_store, prompts
 from shared.batch_pipeline import similarity
@@ -113,8 +113,7 @@ def run_baseline(model_name: str, questions: list[dict], max_tokens: int, thread
 
 def run_fleet(model_name: str, questions_path: Path, data_dir: Path, max_tokens: int,
               threads: int, temperature: float) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGFLEET_") and k != "REDIS_URL"}
-    env["RAGFLEET_DATA_DIR"] = str(data_dir)
+    env = fleet_env(data_dir)
     ragfleet(env, "up", "--model", model_name, "--threads", str(threads))
     try:
         ragfleet(env, "ingest", str(PDF), "-c", "baseline", "--wait")

@@ -23,18 +23,12 @@ from pathlib import Path
 import psutil
 
 from benchmarks import machine
-from benchmarks.bench_overhead import PDF, QUESTIONS, ragfleet
+from benchmarks.bench_overhead import PDF, QUESTIONS, fleet_env, ragfleet
 from broker import connection
 from shared import batch_store, prompts
 from shared.catalog import load_catalog
 from shared.config import PROJECT_ROOT, Settings
 from shared.llm import PromptCodec
-
-
-def fleet_env(data_dir: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAGFLEET_") and k != "REDIS_URL"}
-    env["RAGFLEET_DATA_DIR"] = str(data_dir)
-    return env
 
 
 def pool_rss(data_dir: Path, model: str) -> int:

@@ -38,9 +38,15 @@ def ragfleet(env: dict, *args: str) -> str:
     return out.stdout
 
 
-def through_the_fleet(data_dir: Path, questions: Path, max_tokens: int, threads: int):
+def fleet_env(data_dir: Path) -> dict:
+    """A fleet of its own in data_dir: none of the caller's ragfleet or Redis settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGFLEET_") and k != "REDIS_URL"}
     env["RAGFLEET_DATA_DIR"] = str(data_dir)
+    return env
+
+
+def through_the_fleet(data_dir: Path, questions: Path, max_tokens: int, threads: int):
+    env = fleet_env(data_dir)
     ragfleet(env, "up", "--model", MODEL, "--threads", str(threads))
     try:
         ragfleet(env, "ingest", str(PDF), "-c", "bench", "--wait")
