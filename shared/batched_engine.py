@@ -189,8 +189,7 @@ class BatchedEngine:
     def _sampler(self, request: GenerationRequest):
         """The same chain llama-cpp-python's create_completion builds: greedy at temperature 0,
         else top-k 40, top-p, min-p 0.05, temperature, seeded draw."""
-        temperature = self.model.temperature if request.temperature is None else request.temperature
-        top_p = self.model.top_p if request.top_p is None else request.top_p
+        temperature, top_p = self.codec.sampling(request)
         sampler = self._internals.LlamaSampler()
         if temperature == 0:
             sampler.add_greedy()

@@ -90,6 +90,11 @@ class PromptCodec:
             )
         return tokens, rendered.stop + request.stop, max_tokens
 
+    def sampling(self, request: GenerationRequest) -> tuple[float, float]:
+        """Temperature and top_p: the request's, else the catalog's."""
+        temperature = self.model.temperature if request.temperature is None else request.temperature
+        return temperature, self.model.top_p if request.top_p is None else request.top_p
+
 
 class LlamaEngine:
     """One loaded GGUF model. Not thread-safe: one request at a time."""
@@ -127,6 +132,7 @@ class LlamaEngine:
     def generate(self, request: GenerationRequest) -> GenerationResult:
         """Stream the answer so time to first token is measured apart from decoding."""
         prompt, stop, max_tokens = self.codec.prompt(request)
+        temperature, top_p = self.codec.sampling(request)
         started = time.perf_counter()
         first = None
         parts: list[str] = []
@@ -136,8 +142,8 @@ class LlamaEngine:
         stream = self.llm.create_completion(
             prompt,
             max_tokens=max_tokens,
-            temperature=self.model.temperature if request.temperature is None else request.temperature,
-            top_p=self.model.top_p if request.top_p is None else request.top_p,
+            temperature=temperature,
+            top_p=top_p,
             stop=stop,
             stream=True,
         )
