@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # CMAKE_ARGS picks the accelerator: -DGGML_METAL=on (macOS, the default there), -DGGML_CUDA=on.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
 
-.PHONY: install system-deps demo up down status test test-unit bench clean
+.PHONY: install system-deps demo up down status lint test test-unit bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,11 @@ system-deps:
 	  else echo "note:$$missing not installed: install them, or their tests are skipped"; fi; \
 	fi
 
-test: install system-deps
+# ruff's settings are in pyproject.toml; the import rules are a test (tests/unit/test_architecture.py)
+lint: install
+	$(BIN)/ruff check .
+
+test: install system-deps lint
 	$(BIN)/python -m pytest
 
 test-unit: install

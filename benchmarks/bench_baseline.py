@@ -27,13 +27,14 @@ from pathlib import Path
 from benchmarks import machine
 from benchmarks.bench_overhead import PDF, QUESTIONS, fleet_env, ragfleet
 from broker import connection
-from shared import batch_store, prompts
-from shared.batch_pipeline import similarity
-from shared.catalog import load_catalog
 from shared.config import Settings
-from shared.embeddings import get_embedder
-from shared.llm import PromptCodec
-from shared.questions import split_citations
+from shared.llm.catalog import load_catalog
+from shared.llm.codec import PromptCodec
+from shared.pipeline.answering import similarity
+from shared.pipeline.questions import split_citations
+from shared.retrieval import prompts
+from shared.retrieval.embeddings import get_embedder
+from shared.state import batch_store
 
 BM25_WEIGHT = 0.3
 K_EACH = 4

@@ -25,15 +25,16 @@ import psutil
 from benchmarks import machine
 from benchmarks.bench_overhead import PDF, QUESTIONS, fleet_env, ragfleet
 from broker import connection
-from shared import batch_store, prompts
-from shared.catalog import load_catalog
 from shared.config import PROJECT_ROOT, Settings
-from shared.llm import PromptCodec
+from shared.llm.catalog import load_catalog
+from shared.llm.codec import PromptCodec
+from shared.retrieval import prompts
+from shared.state import batch_store
 
 
 def pool_rss(data_dir: Path, model: str) -> int:
     """Resident memory of the model pool: its worker process and any pool children."""
-    from shared import processes
+    from broker import processes
 
     record = processes.load_record(Settings(data_dir=data_dir).run_dir, f"pool-{model}")
     try:

@@ -23,10 +23,10 @@ SETTINGS = [(1, False), (4, False), (8, False), (8, True)]
 
 def one_setting(model_name: str, parallel: int, unified: bool, tokens: int, threads: int) -> dict:
     """Runs in its own process: `parallel` requests at once, aggregate tokens per second."""
-    from shared.batched_engine import BatchedEngine
-    from shared.catalog import load_catalog
     from shared.config import Settings
-    from shared.schemas import ChatMessage, GenerationRequest
+    from shared.llm.batched_engine import BatchedEngine
+    from shared.llm.catalog import load_catalog
+    from shared.llm.requests import ChatMessage, GenerationRequest
 
     settings = Settings()
     model = load_catalog(settings.catalog_path).get(model_name)

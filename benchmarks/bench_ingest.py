@@ -15,8 +15,8 @@ import redis
 from benchmarks import machine
 from broker import embedded_redis
 from shared.config import PROJECT_ROOT, Settings
-from shared.embeddings import get_embedder
-from shared.ingestion import SourceDocument, ingest
+from shared.pipeline.ingestion import SourceDocument, ingest
+from shared.retrieval.embeddings import get_embedder
 
 PDFS = sorted((PROJECT_ROOT / "data" / "northwind").glob("*.pdf"))
 

@@ -21,9 +21,10 @@ from pathlib import Path
 
 from benchmarks import machine
 from broker import connection
-from shared import batch_store, prompts
-from shared.catalog import load_catalog
 from shared.config import PROJECT_ROOT, Settings
+from shared.llm.catalog import load_catalog
+from shared.retrieval import prompts
+from shared.state import batch_store
 
 MODEL = "smollm2-135m"
 PDF = PROJECT_ROOT / "data" / "northwind" / "Northwind_Standard_Benefits_Details.pdf"

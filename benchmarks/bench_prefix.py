@@ -16,13 +16,13 @@ import statistics
 
 from benchmarks import machine
 from benchmarks.bench_overhead import PDF, QUESTIONS
-from shared.catalog import load_catalog
-from shared.chunking import chunk_pages
 from shared.config import Settings
-from shared.llm import LlamaEngine
-from shared.pdf import extract_pages
-from shared.prompts import messages_for
-from shared.schemas import GenerationRequest
+from shared.llm.catalog import load_catalog
+from shared.llm.llama_engine import LlamaEngine
+from shared.llm.requests import GenerationRequest
+from shared.retrieval.chunking import chunk_pages
+from shared.retrieval.pdf import extract_pages
+from shared.retrieval.prompts import messages_for
 
 
 def requests(model: str, n: int) -> list[GenerationRequest]:

@@ -15,11 +15,11 @@ import numpy as np
 import psutil
 
 from benchmarks import machine
-from shared.chunking import Chunk
 from shared.config import PROJECT_ROOT
-from shared.indexes import SearchIndex, build_faiss, tokenize
-from shared.pdf import extract_pages
-from shared.retrieval import retrieve
+from shared.retrieval.chunking import Chunk
+from shared.retrieval.fusion import retrieve
+from shared.retrieval.indexes import SearchIndex, build_faiss, tokenize
+from shared.retrieval.pdf import extract_pages
 
 SIZES = (1_000, 10_000, 100_000)
 QUERIES = 50

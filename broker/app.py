@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from celery import Celery
 
-from broker.queues import ANSWER_TASK, CPU_QUEUE, GENERATE_TASK, TASK_ROUTES
-from shared.config import Settings
+from broker.queues import ANSWER_TASK, CPU_QUEUE, TASK_ROUTES
+from shared.config import Settings, soft_limit
 
-app = Celery(
-    "ragfleet", include=["workers.llm_tasks", "workers.cpu_tasks", "workers.batch_tasks"]
-)
+app = Celery("ragfleet", include=["workers.cpu_tasks", "workers.llm_tasks"])
 
 STATIC_CONF = dict(
     task_serializer="json",
@@ -59,9 +57,8 @@ def configure(redis_url: str, settings: Settings, target: Celery | None = None) 
         # Model tasks: the soft limit raises inside generation so the result is stored as
         # failed with its reason; the hard limit kills a stuck pool process.
         task_annotations={
-            name: {"time_limit": settings.llm_task_time_limit_s,
-                   "soft_time_limit": soft_limit(settings.llm_task_time_limit_s)}
-            for name in (GENERATE_TASK, ANSWER_TASK)
+            ANSWER_TASK: {"time_limit": settings.llm_task_time_limit_s,
+                          "soft_time_limit": soft_limit(settings.llm_task_time_limit_s)},
         },
     )
     return target
@@ -73,9 +70,3 @@ def sender(redis_url: str, settings: Settings) -> Celery:
     fresh = Celery("ragfleet-producer", set_as_current=False)
     fresh.conf.update(STATIC_CONF)
     return configure(redis_url, settings, target=fresh)
-
-
-def soft_limit(hard_s: int) -> int:
-    """The soft limit raises inside the task, so it can store a clear failure before the hard
-    limit kills the process: 10% earlier, at most 30 s earlier."""
-    return max(1, hard_s - min(30, max(1, hard_s // 10)))

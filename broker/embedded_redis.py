@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import redis
 
-from shared import processes
+from broker import processes
 from shared.config import Settings
 from shared.errors import RagfleetError
 

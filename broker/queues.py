@@ -4,10 +4,8 @@ CPU_QUEUE = "cpu"
 LLM_QUEUE_PREFIX = "llm."
 
 # Task names are stable strings, so producers and workers on other machines agree on them.
-GENERATE_TASK = "ragfleet.llm.generate"
 PING_TASK = "ragfleet.cpu.ping"
 INGEST_TASK = "ragfleet.cpu.ingest"
-SEARCH_TASK = "ragfleet.cpu.search"
 RETRIEVE_TASK = "ragfleet.cpu.retrieve"
 SCORE_TASK = "ragfleet.cpu.score"
 ANSWER_TASK = "ragfleet.llm.answer"

@@ -9,11 +9,11 @@ import redis
 
 from broker.queues import RETRIEVE_TASK, llm_queue
 from producer import polling
-from shared import batch_store, collection_store
-from shared.catalog import Catalog
 from shared.errors import UsageError
-from shared.questions import read_questions
-from workers.registry import live_workers
+from shared.llm.catalog import Catalog
+from shared.pipeline.questions import read_questions
+from shared.state import batch_store, collection_store
+from shared.state.registry import live_workers
 
 
 def unit_id(question: str) -> str:

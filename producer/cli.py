@@ -7,7 +7,17 @@ import sys
 
 import click
 
-from producer.commands import batch_cmds, fleet_cmds, ingest_cmds, models_cmds
+from producer.commands import (
+    batch_cmds,
+    collections_cmds,
+    demo_cmd,
+    fleet_cmds,
+    ingest_cmds,
+    jobs_cmds,
+    models_cmds,
+    results_cmds,
+    worker_cmd,
+)
 from shared.errors import EXIT_FAILURE, EXIT_USAGE, RagfleetError
 
 
@@ -21,9 +31,10 @@ def cli() -> None:
     """
 
 
-for command in (*fleet_cmds.COMMANDS, *models_cmds.COMMANDS, *ingest_cmds.COMMANDS,
-                *batch_cmds.COMMANDS):
-    cli.add_command(command)
+for module in (fleet_cmds, worker_cmd, models_cmds, ingest_cmds, collections_cmds, jobs_cmds,
+               batch_cmds, results_cmds, demo_cmd):
+    for command in module.COMMANDS:
+        cli.add_command(command)
 
 
 def main(argv: list[str] | None = None) -> None:

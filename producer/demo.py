@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from broker import connection
-from broker.app import sender
 from producer import batch_client, fleet, ingest_client
-from shared import batch_results, exports, jobs, report_html
-from shared.catalog import Catalog
+from producer.session import connect
 from shared.config import PROJECT_ROOT, Settings
 from shared.errors import RagfleetError
+from shared.llm.catalog import Catalog
+from shared.report import collect, exports
+from shared.report import html as report_html
+from shared.state import jobs
 
 DATA = PROJECT_ROOT / "data" / "northwind"
 PDF = DATA / "Northwind_Standard_Benefits_Details.pdf"
@@ -25,9 +26,8 @@ def run(settings: Settings, catalog: Catalog, questions: int, max_tokens: int, t
         say, on_batch_progress) -> tuple[dict, Path]:
     say(f"1/4 fleet: embedded Redis, the cpu pool and pools of {', '.join(MODELS)}")
     fleet.up(settings, catalog, MODELS, None, False, say=say)
-    url, _ = connection.connect(settings)
-    client = connection.client(url, timeout_s=30, patient=True)
-    app = sender(url, settings)
+    session = connect(settings)
+    client, app = session.client, session.sender()
 
     say(f"2/4 ingest {PDF.name} into collection {COLLECTION!r}")
     job_id = ingest_client.submit(app, client, settings, [str(PDF)], COLLECTION, None, None)
@@ -49,7 +49,7 @@ def run(settings: Settings, catalog: Catalog, questions: int, max_tokens: int, t
     batch_client.wait(client, batch_id, on_progress=on_batch_progress)
 
     say("4/4 results")
-    report = batch_results.build(client, batch_id)
+    report = collect.build(client, batch_id)
     out = settings.data_path / "results" / batch_id
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(exports.to_json(report), encoding="utf-8")

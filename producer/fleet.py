@@ -10,14 +10,14 @@ from dataclasses import dataclass
 import psutil
 import redis
 
-from broker import connection, embedded_redis
+from broker import connection, embedded_redis, processes
 from broker.queues import CPU_QUEUE, llm_queue, model_of_queue
 from producer import flower
-from shared import kv_memory, processes
-from shared.catalog import Catalog, pool_threads
 from shared.config import Settings
 from shared.errors import RagfleetError, UsageError
-from workers.registry import live_workers
+from shared.llm import memory
+from shared.llm.catalog import Catalog, pool_threads
+from shared.state.registry import live_workers
 
 WORKER_STOP_GRACE_S = 30.0
 
@@ -42,7 +42,8 @@ def ensure_data_dir(settings: Settings) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"data directory {settings.data_path} is not writable: {exc.strerror}")
+        raise UsageError(
+            f"data directory {settings.data_path} is not writable: {exc.strerror}") from None
 
 
 def default_models(catalog: Catalog, settings: Settings) -> list[str]:
@@ -60,7 +61,7 @@ def plan_pools(catalog: Catalog, settings: Settings, models: list[str],
         n_parallel = parallel or model.parallel
         if n_parallel > 1:
             available = psutil.virtual_memory().available - pending_bytes
-            pending_bytes += kv_memory.check_fits(name, paths[name], model.n_ctx, n_parallel,
+            pending_bytes += memory.check_fits(name, paths[name], model.n_ctx, n_parallel,
                                                   available).total
     worker = [sys.executable, "-m", "producer.cli", "worker"]
     plans = [PoolPlan("pool-cpu", worker + ["--cpu"], CPU_QUEUE, None)]

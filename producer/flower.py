@@ -15,8 +15,8 @@ import urllib.error
 import urllib.request
 from base64 import b64encode
 
+from broker import processes
 from broker.embedded_redis import free_port
-from shared import processes
 from shared.config import Settings
 from shared.errors import RagfleetError
 

@@ -6,15 +6,14 @@ from pathlib import Path
 
 import redis
 
-from broker import keys
 from broker.queues import INGEST_TASK
 from producer import polling
-from shared import jobs
-from shared.collection_store import check_name
 from shared.config import Settings
-from shared.download import check_url
 from shared.errors import UsageError
-from shared.pdf import BadDocument
+from shared.retrieval.download import check_url
+from shared.retrieval.pdf import BadDocument
+from shared.state import jobs, uploads
+from shared.state.collection_store import check_name
 
 
 def source_spec(item: str, settings: Settings) -> tuple[dict, bytes | None]:
@@ -47,17 +46,15 @@ def submit(app, client: redis.Redis, settings: Settings, items: list[str], colle
     """Validate every input first, then upload and enqueue; returns the job id."""
     check_name(collection)
     if chunk_size is not None and chunk_overlap is not None and chunk_overlap >= chunk_size:
-        raise UsageError(f"--chunk-overlap {chunk_overlap} must be smaller than --chunk-size {chunk_size}")
+        raise UsageError(f"--chunk-overlap {chunk_overlap} must be smaller than "
+                         f"--chunk-size {chunk_size}")
     specs = [source_spec(item, settings) for item in items]
     names = [s["name"] for s, _ in specs]
     if len(set(names)) != len(names):
         raise UsageError("two inputs have the same file name; a collection names documents by file")
     job_id = jobs.new_id()
-    with client.pipeline() as pipe:
-        for i, (_, data) in enumerate(specs):
-            if data is not None:
-                pipe.set(keys.upload_key(job_id, i), data, ex=settings.upload_ttl_s)
-        pipe.execute()
+    uploads.save(client, job_id, {i: data for i, (_, data) in enumerate(specs) if data is not None},
+                 settings.upload_ttl_s)
     jobs.create(client, job_id, collection, [s for s, _ in specs],
                 {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap,
                  "max_bytes": settings.max_document_bytes})

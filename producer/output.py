@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import click
+
+from shared.errors import RagfleetError
+from shared.report import exports
 
 
 def emit_json(data) -> None:
@@ -31,3 +35,47 @@ def human_size(size: int | None) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return str(size)
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+"""The one `--json` flag every listing command takes."""
+
+
+def write_file(path: Path, text: str) -> None:
+    """Write a result file; a path that cannot be written is a one-line error."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise RagfleetError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def batch_summary(report: dict) -> str:
+    """The per-model summary of a batch as people read it: a head line, the table, the pairs."""
+    batch = report["batch"]
+    head = (f"batch {batch['id']}: {batch['status']}, collection {batch['collection']} "
+            f"v{batch['version']}, {batch['questions']} questions")
+    body = table(exports.SUMMARY_HEADERS, exports.summary_rows(report))
+    return "\n".join([head, body, *exports.paired_lines(report)])
+
+
+def batch_progress(enabled: bool):
+    """A bar per model, redrawn in place on a terminal; nothing for scripts and logs."""
+    drawn = {"lines": 0}
+
+    def show(batch: dict) -> None:
+        if not enabled:
+            return
+        per_question = batch["total"] // max(1, len(batch["models"]))
+        lines = []
+        for model, counts in batch["per_model"].items():
+            done = sum(counts.values())
+            filled = int(30 * done / max(1, per_question))
+            lines.append(f"  {model:<22} [{'#' * filled}{'-' * (30 - filled)}] {done}/{per_question}"
+                         + (f" ({counts['failed']} failed)" if counts["failed"] else ""))
+        lines.append(f"  batch {batch['id']}: {batch['status']}")
+        if drawn["lines"]:
+            click.echo(f"\x1b[{drawn['lines']}F", err=True, nl=False)
+        click.echo("\n".join(f"{line}\x1b[K" for line in lines), err=True)
+        drawn["lines"] = len(lines)
+
+    return show

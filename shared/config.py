@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> "Settings":
+    def _check(self) -> Settings:
         longest = self.longest_task_s
         if self.visibility_timeout_s is not None and self.visibility_timeout_s <= longest:
             raise ValueError(
@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     @property
     def redis_dir(self) -> Path:
         return self.data_path / "redis"
+
+
+def soft_limit(hard_s: int) -> int:
+    """The soft time limit of a task whose hard limit is hard_s: it raises inside the task, so
+    the task can store a clear failure before the hard limit kills the process. 10% earlier, at
+    most 30 s earlier."""
+    return max(1, hard_s - min(30, max(1, hard_s // 10)))
 
 
 @lru_cache(maxsize=1)

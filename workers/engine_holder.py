@@ -11,17 +11,18 @@ import logging
 import threading
 from pathlib import Path
 
-from shared.batched_engine import BatchedEngine
-from shared.catalog import load_catalog
 from shared.config import get_settings
-from shared.llm import LlamaEngine
+from shared.llm.batched_engine import BatchedEngine
+from shared.llm.catalog import load_catalog
+from shared.llm.engine import Engine
+from shared.llm.llama_engine import LlamaEngine
 from workers import pool
 
 log = logging.getLogger(__name__)
 
 # Shared with the worker's main process (created before the fork): 0 loading, 1 ready, -1 failed.
 state = None
-_engine: LlamaEngine | BatchedEngine | None = None
+_engine: Engine | None = None
 _error: BaseException | None = None
 _loaded = threading.Event()
 
@@ -53,7 +54,7 @@ def start_loading() -> None:
     threading.Thread(target=_load, name="model-loader", daemon=True).start()
 
 
-def get() -> LlamaEngine | BatchedEngine:
+def get() -> Engine:
     _loaded.wait()
     if _error is not None:
         raise _error

@@ -1,30 +1,38 @@
-"""Model-pool tasks: unpack, call the engine, return. Routed to `llm.<model>` by the producer."""
+"""Tasks of a model pool's queue (`llm.<model>`, routed by the producer): the answer step.
+An adapter: it unpacks its arguments, calls shared.pipeline and sends the scoring tasks."""
 
 from __future__ import annotations
 
-import socket
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from broker.app import app
-from broker.queues import GENERATE_TASK
-from shared.errors import UsageError
-from shared.schemas import GenerationRequest
-from workers import engine_holder, pool
+from broker.queues import ANSWER_TASK, SCORE_TASK
+from shared.config import get_settings, soft_limit
+from shared.pipeline import answering
+from workers import engine_holder, pool, resources
 
 
-@app.task(name=GENERATE_TASK)
-def generate(request: dict) -> dict:
-    """One chat request through this pool's model: the text, token counts and timings."""
-    req = GenerationRequest.model_validate(request)
-    engine = engine_holder.get()
-    if req.model != engine.model.name:
-        raise UsageError(f"request for {req.model!r} reached the pool of {engine.model.name!r}")
-    result = engine.generate(req)
-    return {
-        **result.model_dump(),
-        "model": engine.model.name,
-        "model_file": engine.path.name,
-        "model_size": engine.path.stat().st_size,
-        "backend": engine.backend,
-        "worker": pool.current().nodename,
-        "host": socket.gethostname(),
-    }
+class AnswerTask(app.Task):
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        """Also called in the worker's main process when the hard time limit killed the pool
+        process: the pair is recorded as failed, so the batch does not wait for it forever."""
+        batch_id, unit, model = args[:3]
+        reason = (f"generation exceeded the time limit of {exc.args[0]} s "
+                  "(hard limit: the pool process was killed)"
+                  if isinstance(exc, TimeLimitExceeded) else f"{type(exc).__name__}: {exc}")
+        answering.record_failure(resources.store(), batch_id, unit, model, reason)
+
+
+@app.task(name=ANSWER_TASK, base=AnswerTask)
+def answer(batch_id: str, unit: str, model: str, enqueued_at: float) -> None:
+    """Generate this pool's answer to one distinct question, then have it scored."""
+    config = pool.current()
+    limit = get_settings().llm_task_time_limit_s
+    stamp = answering.PoolStamp(worker=config.nodename, host=config.nodename.split("@", 1)[-1],
+                                parallel=config.parallel)
+    # the engine stops itself at the soft limit; Celery's signals are the backstop
+    to_score = answering.answer_unit(resources.store(), engine_holder.get, batch_id, unit, model,
+                                     enqueued_at, stamp, budget_s=soft_limit(limit),
+                                     limit_s=limit, over_time=(SoftTimeLimitExceeded,))
+    for question_id in to_score:
+        app.send_task(SCORE_TASK, args=[batch_id, question_id, unit, model])

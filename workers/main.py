@@ -21,13 +21,12 @@ import time
 from broker import connection
 from broker.app import configure
 from broker.queues import CPU_QUEUE, llm_queue
-from shared import kv_memory
-from shared.catalog import load_catalog
 from shared.config import Settings
-from shared.schemas import WorkerInfo
+from shared.llm import memory
+from shared.llm.catalog import load_catalog
+from shared.state.registry import Heartbeat, WorkerInfo
 from workers import engine_holder
 from workers.pool import PoolConfig
-from workers.registry import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ def run(settings: Settings, model_name: str | None, threads: int | None, concurr
         n_threads = threads or model.n_threads or settings.cores
         parallel = parallel or model.parallel
         if parallel > 1:
-            kv_memory.check_fits(model_name, path, model.n_ctx, parallel)
+            memory.check_fits(model_name, path, model.n_ctx, parallel)
         config = PoolConfig(
             kind="llm", queue=llm_queue(model_name),
             nodename=_nodename(nodename, f"{model_name}-{os.getpid()}@%h", host),
@@ -86,7 +85,7 @@ def _nodename(given: str | None, default: str, host: str) -> str:
 def _worker_info(config: PoolConfig, path, host: str) -> WorkerInfo:
     backend = "cpu"
     if config.kind == "llm":
-        from shared.llm import detect_backend
+        from shared.llm.engine import detect_backend
 
         backend = detect_backend()
     return WorkerInfo(
@@ -122,6 +121,6 @@ def _connect_signals(config: PoolConfig, heartbeat: Heartbeat) -> None:
         if config.kind == "llm":
             engine_holder.start_loading()
         else:
-            from shared.embeddings import preload_in_background
+            from shared.retrieval.embeddings import preload_in_background
 
             preload_in_background()

@@ -1,17 +1,13 @@
-"""Fleet commands: up, down, status, worker."""
+"""Fleet commands: up, down, status."""
 
 from __future__ import annotations
-
-import logging
 
 import click
 
 from producer import fleet
-from producer.output import emit_json, human_size, info, table
-from shared.catalog import load_catalog
+from producer.output import emit_json, human_size, info, json_option, table
 from shared.config import load_settings
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+from shared.llm.catalog import load_catalog
 
 
 @click.command()
@@ -71,27 +67,4 @@ def _print_status(state: dict, as_json: bool) -> None:
                       "MODEL FILE", "SIZE", "QUEUED"), rows))
 
 
-@click.command()
-@click.option("--model", "model", metavar="NAME", help="Pin this model (consumes llm.NAME).")
-@click.option("--cpu", "cpu", is_flag=True, help="The cpu pool (ingestion, retrieval, scoring).")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="llama.cpp threads. Default: the catalog's, else all cores.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=1,
-              help="Pool processes of the cpu pool.")
-@click.option("--parallel", type=click.IntRange(min=1, max=64), default=None,
-              help="Questions a model pool decodes together. Default: the catalog's (1).")
-@click.option("--name", default=None, metavar="NODENAME",
-              help="Celery node name, e.g. gemma@%h (default: POOL-PID@HOST).")
-@click.option("--loglevel", default="INFO", show_default=True)
-def worker(model: str | None, cpu: bool, threads: int | None, concurrency: int,
-           parallel: int | None, name: str | None, loglevel: str) -> None:
-    """Run one pool in the foreground, against REDIS_URL (or this data dir's embedded Redis)."""
-    if bool(model) == cpu:
-        raise click.UsageError("give exactly one of --model NAME or --cpu")
-    logging.getLogger().setLevel(loglevel.upper())
-    from workers.main import run  # Celery is imported only by the command that needs it
-
-    run(load_settings(), model, threads, concurrency, loglevel, nodename=name, parallel=parallel)
-
-
-COMMANDS = (up, down, status, worker)
+COMMANDS = (up, down, status)

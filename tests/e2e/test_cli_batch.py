@@ -10,11 +10,11 @@ import pytest
 
 from broker.app import sender
 from broker.queues import ANSWER_TASK, llm_queue
-from shared import batch_store
 from shared.config import Settings
-from shared.embeddings import model_path
-from tests.helpers import assert_one_line_error, ragfleet, wait_for
+from shared.retrieval.embeddings import model_path
+from shared.state import batch_store
 from tests.e2e.batch_data import MODELS, QUESTIONS, ask, write_jsonl
+from tests.helpers import assert_one_line_error, ragfleet, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -12,10 +12,10 @@ import threading
 import pytest
 
 from broker import connection
+from shared.state.registry import live_workers
 from tests.conftest import stop_process
 from tests.helpers import ROOT, assert_one_line_error, clean_env, ragfleet, start_worker, wait_for
 from tests.pdf_samples import NORTHWIND, PAGE7_PHRASE, STANDARD_PDF, write_samples
-from workers.registry import live_workers
 
 pytestmark = pytest.mark.e2e
 
@@ -69,10 +69,10 @@ def test_another_process_loads_the_index_from_redis(cpu_fleet, ingested, redis_u
     env, _, _ = cpu_fleet
     script = (
         "import json, redis, sys\n"
-        "from shared import collection_store\n"
-        "from shared.embeddings import get_embedder\n"
+        "from shared.pipeline.ingestion import load_index\n"
+        "from shared.retrieval.embeddings import get_embedder\n"
         "client = redis.Redis.from_url(sys.argv[1])\n"
-        "meta, index = collection_store.load(client, sys.argv[2])\n"
+        "meta, index = load_index(client, sys.argv[2])\n"
         "q = sys.argv[3]\n"
         "bm25 = [index.chunks[i].page for i, _ in index.bm25_search(q, 3)]\n"
         "vec = [index.chunks[i].page for i, _ in index.vector_search(get_embedder().embed([q])[0], 3)]\n"
@@ -182,8 +182,8 @@ def test_a_path_in_a_message_is_never_read(cpu_fleet, redis_url, tmp_path):
     """A hand-made job naming a local file: the worker only reads bytes the producer uploaded."""
     from broker.app import sender
     from broker.queues import INGEST_TASK
-    from shared import jobs
     from shared.config import Settings
+    from shared.state import jobs
 
     env, client, _ = cpu_fleet
     secret = tmp_path / "secret.pdf"

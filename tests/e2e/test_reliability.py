@@ -12,12 +12,12 @@ import psutil
 import pytest
 
 from broker import connection, embedded_redis
-from shared import batch_store
 from shared.config import Settings
+from shared.state import batch_store
+from shared.state.registry import live_workers
 from tests.conftest import stop_process
 from tests.helpers import clean_env, ragfleet, start_worker, wait_for
 from tests.pdf_samples import first_pages_pdf
-from workers.registry import live_workers
 
 pytestmark = pytest.mark.e2e
 
@@ -260,6 +260,6 @@ def collection_version(fleet: Fleet) -> dict:
 
 
 def _job(fleet: Fleet, job_id: str) -> dict:
-    from shared import jobs
+    from shared.state import jobs
 
     return jobs.get(fleet.client, job_id)

@@ -8,14 +8,15 @@ import json
 import numpy as np
 import pytest
 
-from shared.batched_engine import BatchedEngine
-from shared.catalog import load_catalog
 from shared.config import PROJECT_ROOT, Settings
-from shared.chunking import chunk_pages
-from shared.llm import LlamaEngine, PromptTooLong
-from shared.pdf import extract_pages
-from shared.prompts import messages_for
-from shared.schemas import ChatMessage, GenerationRequest
+from shared.llm.batched_engine import BatchedEngine
+from shared.llm.catalog import load_catalog
+from shared.llm.engine import PromptTooLong
+from shared.llm.llama_engine import LlamaEngine
+from shared.llm.requests import ChatMessage, GenerationRequest
+from shared.retrieval.chunking import chunk_pages
+from shared.retrieval.pdf import extract_pages
+from shared.retrieval.prompts import messages_for
 
 pytestmark = pytest.mark.integration
 
@@ -142,14 +143,14 @@ def test_each_sequence_keeps_its_own_settings_and_frees_its_slot():
 
 
 def test_memory_estimate_matches_llama_cpp_and_refuses_what_cannot_fit():
-    from shared import kv_memory
     from shared.errors import UsageError
+    from shared.llm import memory
 
     model, path = _model("smollm2-135m")
     # llama.cpp reports "KV buffer size = 45.00 MiB" for this model at 2048 cells
-    assert kv_memory.estimate(path, 2048, 1).kv_bytes == 45 * 2**20
-    eight = kv_memory.estimate(path, 2048, 8)
+    assert memory.estimate(path, 2048, 1).kv_bytes == 45 * 2**20
+    eight = memory.estimate(path, 2048, 8)
     assert eight.kv_bytes == 8 * 45 * 2**20 and eight.model_bytes == path.stat().st_size
-    assert kv_memory.check_fits(model.name, path, 2048, 8, available=eight.total) == eight
+    assert memory.check_fits(model.name, path, 2048, 8, available=eight.total) == eight
     with pytest.raises(UsageError, match=r"parallel 8 needs about .* lower parallel or n_ctx"):
-        kv_memory.check_fits(model.name, path, 2048, 8, available=eight.total - 1)
+        memory.check_fits(model.name, path, 2048, 8, available=eight.total - 1)

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi as Reference
 
-from shared.bm25 import BM25Okapi
-from shared.chunking import chunk_pages
-from shared.indexes import tokenize
-from shared.pdf import extract_pages
-from shared.questions import read_questions
+from shared.pipeline.questions import read_questions
+from shared.retrieval.bm25 import BM25Okapi
+from shared.retrieval.chunking import chunk_pages
+from shared.retrieval.indexes import tokenize
+from shared.retrieval.pdf import extract_pages
 from tests.pdf_samples import NORTHWIND, STANDARD_PDF
 
 pytestmark = pytest.mark.integration

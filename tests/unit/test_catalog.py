@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.catalog import Availability, ModelSettings, load_catalog, pool_threads
 from shared.config import PROJECT_ROOT
 from shared.errors import ModelUnavailable, UsageError
+from shared.llm.catalog import Availability, ModelSettings, load_catalog, pool_threads
 
 pytestmark = pytest.mark.unit
 

@@ -1,7 +1,7 @@
 import pytest
 
-from shared.chat_templates import chatml, gemma
-from shared.schemas import ChatMessage
+from shared.llm.chat_templates import chatml, gemma
+from shared.llm.requests import ChatMessage
 
 pytestmark = pytest.mark.unit
 

@@ -1,7 +1,7 @@
 import pytest
 
-from shared.chunking import chunk_pages, split_text
-from shared.pdf import Page
+from shared.retrieval.chunking import chunk_pages, split_text
+from shared.retrieval.pdf import Page
 
 pytestmark = pytest.mark.unit
 

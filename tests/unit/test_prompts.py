@@ -1,6 +1,6 @@
 import pytest
 
-from shared.prompts import SYSTEM_PROMPT, QuestionTooLong, fit_prompt, messages_for
+from shared.retrieval.prompts import SYSTEM_PROMPT, QuestionTooLong, fit_prompt, messages_for
 
 pytestmark = pytest.mark.unit
 

@@ -1,6 +1,6 @@
 import pytest
 
-from shared.questions import BadQuestions, read_questions, split_citations, stable_id
+from shared.pipeline.questions import BadQuestions, read_questions, split_citations, stable_id
 
 pytestmark = pytest.mark.unit
 
@@ -39,7 +39,8 @@ def test_identical_text_without_ids_keeps_both(tmp_path):
     ("blank.jsonl", "\n\n", "empty"),
     ("binary.csv", b"\x00\x01\x02question\n", "binary"),
     ("latin1.csv", "question\nqu\xe9 es?\n".encode("latin-1"), "not UTF-8"),
-    ("cols.csv", "prompt,expected\nhi,there\n", "no 'question' column in the header row (found: prompt, expected)"),
+    ("cols.csv", "prompt,expected\nhi,there\n",
+     "no 'question' column in the header row (found: prompt, expected)"),
     ("bad.jsonl", '{"question": "ok"}\n{"question": \n', "line 2: not valid JSON"),
     ("list.jsonl", '["question"]\n', "expected a JSON object"),
     ("noq.jsonl", '{"reference": "x"}\n', "line 1: no question text"),

@@ -1,6 +1,6 @@
 import pytest
 
-from shared.retrieval import fuse
+from shared.retrieval.fusion import fuse
 
 pytestmark = pytest.mark.unit
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from shared.stats import bootstrap_ci, summarize
+from shared.report.stats import bootstrap_ci, summarize
 
 pytestmark = pytest.mark.unit
 

@@ -51,7 +51,7 @@ class ModelSettings(BaseModel):
                              description="batching: one KV pool for all sequences, not one each")
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ModelSettings":
+    def _one_source(self) -> ModelSettings:
         if self.package and self.assemble:
             raise ValueError("give either package or assemble, not both")
         if "/" in self.file or "\\" in self.file or self.file.startswith("."):

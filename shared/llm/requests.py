@@ -1,4 +1,5 @@
-"""Messages that cross process boundaries, as JSON-friendly pydantic models."""
+"""What an engine is asked and what it answers: chat messages, a generation request, its result.
+JSON-friendly pydantic models, so they can cross process boundaries."""
 
 from __future__ import annotations
 
@@ -34,20 +35,3 @@ class GenerationResult(BaseModel):
     token_ids: list[int] = Field(default_factory=list, exclude=True,
                                  description="generated tokens, where the engine has them; "
                                              "never serialised")
-
-
-class WorkerInfo(BaseModel):
-    """What a live worker says about itself in the registry (refreshed by its heartbeat)."""
-
-    nodename: str
-    host: str
-    pid: int
-    queues: list[str]
-    kind: str = Field(description="'llm' or 'cpu'")
-    model: str | None = None
-    model_file: str | None = None
-    model_size: int | None = None
-    backend: str = "cpu"
-    n_threads: int | None = None
-    concurrency: int = 1
-    started_at: float

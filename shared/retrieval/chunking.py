@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from shared.pdf import Page
+from shared.retrieval.pdf import Page
 
 SEPARATORS = ("\n\n", "\n", ". ", " ", "")
 

@@ -11,17 +11,49 @@ from dataclasses import dataclass, field
 import numpy as np
 import redis
 
-from shared import collection_store, indexes
-from shared.chunking import chunk_pages
-from shared.collection_store import Manifest, Version
 from shared.errors import UsageError
-from shared.pdf import extract_pages
+from shared.retrieval import indexes
+from shared.retrieval.chunking import chunk_pages
+from shared.retrieval.pdf import extract_pages
+from shared.state import collection_store
+from shared.state.collection_cache import CollectionCache
+from shared.state.collection_store import Manifest
 
 
 @dataclass
 class SourceDocument:
     name: str
     data: bytes
+
+
+@dataclass
+class Version:
+    """A collection version in memory: its manifest, chunks, vectors and BM25 tokens."""
+
+    manifest: Manifest
+    chunks: list
+    vectors: np.ndarray
+    tokens: list[list[str]]
+
+
+def load_index(client: redis.Redis, collection: str,
+               version: int | None = None) -> tuple[Manifest, indexes.SearchIndex]:
+    """The current (or given) version, ready to search."""
+    meta, parts = collection_store.load_parts(client, collection, version)
+    return meta, indexes.decode(parts)
+
+
+def index_cache(client: redis.Redis) -> CollectionCache[indexes.SearchIndex]:
+    """A per-process cache of searchable collection versions."""
+    return CollectionCache(client, indexes.decode)
+
+
+def current_version(client: redis.Redis, collection: str) -> Version | None:
+    """The current version with its vectors, to build the next one on; None for a new one."""
+    if collection_store.current_version(client, collection) is None:
+        return None
+    meta, index = load_index(client, collection)
+    return Version(meta, index.chunks, index.vectors, index.tokens)
 
 
 @dataclass
@@ -41,7 +73,7 @@ def ingest(client: redis.Redis, collection: str, sources: list[SourceDocument],
            chunk_size: int | None, chunk_overlap: int | None, embedder,
            defaults: tuple[int, int], progress=lambda stage, done, total: None) -> IngestReport:
     timings: dict[str, float] = {}
-    base = collection_store.load_version(client, collection)
+    base = current_version(client, collection)
     size, overlap = _chunk_settings(base, chunk_size, chunk_overlap, defaults)
 
     clock = time.perf_counter()
@@ -67,7 +99,8 @@ def ingest(client: redis.Redis, collection: str, sources: list[SourceDocument],
     for source, digest, pages in added:
         chunks = chunk_pages(source.name, pages, size, overlap)
         new_chunks += chunks
-        status = "replaced" if base and any(d["name"] == source.name for d in base.manifest.documents) else "added"
+        known_name = base and any(d["name"] == source.name for d in base.manifest.documents)
+        status = "replaced" if known_name else "added"
         doc = {"name": source.name, "sha256": digest, "pages": len(pages), "chunks": len(chunks),
                "bytes": len(source.data)}
         new_docs.append(doc)
@@ -83,15 +116,18 @@ def ingest(client: redis.Redis, collection: str, sources: list[SourceDocument],
     kept = [i for i, c in enumerate(base.chunks) if c.document not in replaced] if base else []
     chunks = [base.chunks[i] for i in kept] + new_chunks if base else new_chunks
     all_vectors = np.vstack([base.vectors[kept], vectors]) if base and kept else vectors
-    tokens = ([base.tokens[i] for i in kept] if base else []) + [indexes.tokenize(c.text) for c in new_chunks]
-    documents = [d for d in (base.manifest.documents if base else []) if d["name"] not in replaced] + new_docs
+    tokens = (([base.tokens[i] for i in kept] if base else [])
+              + [indexes.tokenize(c.text) for c in new_chunks])
+    documents = [d for d in (base.manifest.documents if base else [])
+                 if d["name"] not in replaced] + new_docs
     manifest = Manifest(name=collection, version=0, documents=documents, chunks=len(chunks),
                         embedding_model=embedder.name, dim=int(all_vectors.shape[1]),
                         chunk_size=size, chunk_overlap=overlap)
     timings["index"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    version = collection_store.save(client, Version(manifest, chunks, all_vectors, tokens))
+    version = collection_store.save(client, manifest,
+                                    indexes.encode(chunks, all_vectors, tokens))
     timings["store"] = time.perf_counter() - clock
     return IngestReport(collection, version, True, report_docs, len(chunks), timings)
 

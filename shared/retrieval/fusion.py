@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.indexes import SearchIndex
+from shared.retrieval.indexes import SearchIndex
 
 RRF_K = 60
 

@@ -6,12 +6,12 @@ inlined, so the file opens without a network."""
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import plotly.graph_objects as go
 from plotly.io import to_html
 
-from shared import exports
+from shared.report import exports
 
 WORST_AND_SLOWEST = 5
 
@@ -117,7 +117,7 @@ def render(report: dict) -> str:
         _chart(latency_box(report), "chart-latency", first=False),
         _chart(accuracy_vs_latency(report), "chart-tradeoff", first=False),
     ]
-    created = datetime.fromtimestamp(batch["created_at"], timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    created = datetime.fromtimestamp(batch["created_at"], UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>ragfleet batch {html.escape(batch['id'])}</title>

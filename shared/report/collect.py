@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis
 
-from shared import batch_store
-from shared.stats import summarize
+from shared.report.stats import summarize
+from shared.state import batch_store
 
 
 def build(client: redis.Redis, batch_id: str) -> dict:

@@ -1,8 +1,9 @@
 """Collections in Redis: versioned chunks and indexes any worker on any machine can load.
 
-A version's parts (manifest, chunks, FAISS bytes, BM25 tokens) are written under their own
-keys; the collection's pointer moves to it only when all are stored, in one transaction, so a
-failed or killed ingestion leaves the previous version current. The version before the current
+A version's parts (manifest, chunks, FAISS bytes, BM25 tokens: opaque bytes here, encoded and
+decoded by shared.retrieval.indexes) are written under their own keys; the collection's pointer
+moves to it only when all are stored, in one transaction, so a failed or killed ingestion leaves
+the previous version current. The version before the current
 one is kept for readers still holding it; older ones are deleted.
 """
 
@@ -13,15 +14,13 @@ import re
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import redis
 
-from broker import keys
-from shared import indexes
-from shared.chunking import Chunk
 from shared.errors import UsageError
+from shared.state import keys
 
 PARTS = ("manifest", "chunks", "faiss", "bm25")
+INDEX_PARTS = PARTS[1:]
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -53,19 +52,6 @@ class Manifest:
         return json.dumps(self.__dict__)
 
 
-@dataclass
-class Version:
-    """A collection version in memory: its manifest, chunks, vectors and BM25 tokens."""
-
-    manifest: Manifest
-    chunks: list[Chunk]
-    vectors: np.ndarray
-    tokens: list[list[str]]
-
-    def search_index(self) -> indexes.SearchIndex:
-        return indexes.SearchIndex(self.chunks, indexes.build_faiss(self.vectors), self.tokens)
-
-
 def current_version(client: redis.Redis, name: str) -> int | None:
     value = client.hget(keys.collection_key(name), "version")
     return int(value) if value is not None else None
@@ -91,38 +77,27 @@ def list_collections(client: redis.Redis) -> list[Manifest]:
     return found
 
 
-def load(client: redis.Redis, name: str, version: int | None = None) -> tuple[Manifest, indexes.SearchIndex]:
-    """The current (or given) version, ready to search."""
+def load_parts(client: redis.Redis, name: str,
+               version: int | None = None) -> tuple[Manifest, dict[str, bytes]]:
+    """The current (or given) version's manifest and its index parts, as stored."""
     meta = manifest(client, name, version)
-    raw = client.mget([keys.collection_version_key(name, meta.version, p) for p in PARTS[1:]])
+    raw = client.mget([keys.collection_version_key(name, meta.version, p) for p in INDEX_PARTS])
     if any(r is None for r in raw):
         raise UnknownCollection(f"collection {name!r} version {meta.version} is incomplete")
-    chunks = [Chunk(**c) for c in json.loads(raw[0])]
-    return meta, indexes.SearchIndex(chunks, indexes.faiss_from_bytes(raw[1]),
-                                     indexes.tokens_from_json(raw[2]))
+    return meta, dict(zip(INDEX_PARTS, raw))
 
 
-def load_version(client: redis.Redis, name: str) -> Version | None:
-    """The current version with its vectors, to build the next one on; None for a new one."""
-    if current_version(client, name) is None:
-        return None
-    meta, index = load(client, name)
-    return Version(meta, index.chunks, index.vectors, index.tokens)
-
-
-def save(client: redis.Redis, version: Version) -> int:
-    """Store a new version and make it current; returns its number."""
-    name = version.manifest.name
+def save(client: redis.Redis, meta: Manifest, parts: dict[str, bytes]) -> int:
+    """Store a new version (its manifest and index parts) and make it current; returns its
+    number, which is also set on `meta`."""
+    if set(parts) != set(INDEX_PARTS):
+        raise ValueError(f"a collection version has the parts {INDEX_PARTS}, not {sorted(parts)}")
+    name = meta.name
     number = int(client.incr(keys.collection_version_counter(name)))
-    version.manifest.version = number
-    parts = {
-        "manifest": version.manifest.to_json().encode(),
-        "chunks": json.dumps([c.to_json() for c in version.chunks]).encode(),
-        "faiss": indexes.faiss_to_bytes(indexes.build_faiss(version.vectors)),
-        "bm25": indexes.tokens_to_json(version.tokens),
-    }
+    meta.version = number
+    stored = {"manifest": meta.to_json().encode(), **parts}
     try:
-        client.mset({keys.collection_version_key(name, number, p): v for p, v in parts.items()})
+        client.mset({keys.collection_version_key(name, number, p): v for p, v in stored.items()})
         previous = current_version(client, name)
         with client.pipeline(transaction=True) as pipe:
             pipe.hset(keys.collection_key(name), mapping={"version": number,

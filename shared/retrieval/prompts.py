@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from shared.errors import RagfleetError
-from shared.schemas import ChatMessage
+from shared.llm.requests import ChatMessage
 
 SYSTEM_PROMPT = (
     "You answer questions about the user's documents. Use only the context in the user's "

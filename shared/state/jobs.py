@@ -8,8 +8,8 @@ import uuid
 
 import redis
 
-from broker import keys
 from shared.errors import UsageError
+from shared.state import keys
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 FINISHED = {DONE, FAILED}

@@ -20,7 +20,8 @@ class DownloadError(UsageError):
 def check_url(url: str) -> str:
     scheme = urlparse(url).scheme.lower()
     if scheme not in ALLOWED_SCHEMES:
-        raise DownloadError(f"{url}: only http and https URLs can be ingested, not {scheme or 'a bare path'}")
+        raise DownloadError(f"{url}: only http and https URLs can be ingested, "
+                            f"not {scheme or 'a bare path'}")
     if not urlparse(url).netloc:
         raise DownloadError(f"{url}: no host in the URL")
     return url

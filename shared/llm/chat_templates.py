@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shared.schemas import ChatMessage
+from shared.llm.requests import ChatMessage
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import uuid
 
 import redis
 
-from broker import keys
 from shared.errors import UsageError
+from shared.state import keys
 
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
 CANCELLING, CANCELLED = "cancelling", "cancelled"
@@ -217,7 +217,8 @@ def reopen(client: redis.Redis, batch_id: str) -> list[tuple[str, str]]:
             pipe.hincrby(keys.batch_key(batch_id), outcome, -1)
             pipe.hincrby(keys.batch_key(batch_id), f"{outcome}:{result['model']}", -1)
             if result.get("unit"):
-                pipe.hdel(keys.batch_key(batch_id, "answers"), answer_field(result["unit"], result["model"]))
+                pipe.hdel(keys.batch_key(batch_id, "answers"),
+                          answer_field(result["unit"], result["model"]))
         pipe.hset(keys.batch_key(batch_id), mapping={"status": RUNNING, "updated_at": time.time()})
         pipe.hdel(keys.batch_key(batch_id), "finished_at")
         pipe.execute()

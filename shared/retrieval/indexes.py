@@ -1,5 +1,6 @@
 """The two retrieval indexes of a collection version: FAISS (inner product over normalised
-embeddings) and BM25 (rank_bm25's Okapi scoring, precomputed sparse). Serialised with the libraries' own formats and JSON, no pickle."""
+embeddings) and BM25 (rank_bm25's Okapi scoring, precomputed sparse). Serialised with the
+libraries' own formats and JSON, no pickle."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.chunking import Chunk
+from shared.retrieval.chunking import Chunk
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -52,9 +53,9 @@ class SearchIndex:
     tokens: list[list[str]]
 
     def __post_init__(self):
-        from shared.bm25 import BM25Okapi
-
         import faiss
+
+        from shared.retrieval.bm25 import BM25Okapi
 
         self.bm25 = BM25Okapi(self.tokens or [[]])
         n, d = self.faiss_index.ntotal, self.faiss_index.d
@@ -104,6 +105,21 @@ class SearchIndex:
             score[chosen] = -np.inf
             chosen.append(int(np.argmax(score)))
         return [candidates[i] for i in chosen]
+
+
+def encode(chunks: list[Chunk], vectors: np.ndarray, tokens: list[list[str]]) -> dict[str, bytes]:
+    """A collection version's index parts as bytes, for storing (no pickle)."""
+    return {
+        "chunks": json.dumps([c.to_json() for c in chunks]).encode(),
+        "faiss": faiss_to_bytes(build_faiss(vectors)),
+        "bm25": tokens_to_json(tokens),
+    }
+
+
+def decode(parts: dict[str, bytes]) -> SearchIndex:
+    """The stored parts of a collection version, ready to search."""
+    chunks = [Chunk(**c) for c in json.loads(parts["chunks"])]
+    return SearchIndex(chunks, faiss_from_bytes(parts["faiss"]), tokens_from_json(parts["bm25"]))
 
 
 def tokens_to_json(tokens: list[list[str]]) -> bytes:

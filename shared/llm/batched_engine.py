@@ -19,10 +19,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.catalog import ModelSettings
 from shared.errors import ModelUnavailable, RagfleetError
-from shared.llm import PromptCodec, decode_rate, detect_backend
-from shared.schemas import ChatMessage, GenerationRequest, GenerationResult
+from shared.llm.catalog import ModelSettings
+from shared.llm.codec import PromptCodec
+from shared.llm.engine import decode_rate, detect_backend
+from shared.llm.requests import ChatMessage, GenerationRequest, GenerationResult
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ class BatchedEngine:
             self._batch = _internals.LlamaBatch(n_tokens=self.batch_size, embd=0, n_seq_max=1,
                                                 verbose=False)
         except (ValueError, RuntimeError) as exc:
-            raise ModelUnavailable(f"model {model.name!r}: llama.cpp cannot load {path}: {exc}")
+            raise ModelUnavailable(
+                f"model {model.name!r}: llama.cpp cannot load {path}: {exc}") from None
         self.prefill_chunk = prefill_chunk
         self.codec = PromptCodec(model, self._model)
         self.render = self.codec.render

@@ -9,6 +9,7 @@ import threading
 import redis
 
 from shared.errors import RagfleetError
+from shared.state import keys
 
 
 @contextlib.contextmanager
@@ -41,3 +42,8 @@ def held(client: redis.Redis, key: str, owner: str, ttl_s: float = 30.0, wait_s:
         thread.join()
         with contextlib.suppress(redis.exceptions.LockError, redis.exceptions.RedisError):
             lock.release()
+
+
+def collection_held(client: redis.Redis, collection: str, owner: str):
+    """Hold a collection's ingestion lock: one ingestion builds on its current version at a time."""
+    return held(client, keys.collection_lock(collection), owner)

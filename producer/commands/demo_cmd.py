@@ -1,0 +1,33 @@
+"""`ragfleet demo`: the study end to end on the bundled data."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from producer.output import batch_progress, batch_summary, info
+from shared.config import load_settings
+from shared.llm.catalog import load_catalog
+
+
+@click.command()
+@click.option("--questions", "n_questions", type=click.IntRange(1, 28), default=8,
+              show_default=True, help="How many of the 28 Standard-plan questions to ask.")
+@click.option("--max-tokens", type=click.IntRange(8, 1024), default=96, show_default=True)
+@click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True)
+def demo(n_questions, max_tokens, top_k):
+    """The study end to end: the bundled Northwind PDF, SmolLM2 135M against Gemma 3 270M."""
+    from producer import demo as demo_run
+
+    settings = load_settings()
+    report, out = demo_run.run(settings, load_catalog(settings.catalog_path), n_questions,
+                               max_tokens, top_k, say=info,
+                               on_batch_progress=batch_progress(sys.stderr.isatty()))
+    click.echo(batch_summary(report))
+    click.echo(f"\nfull results: {out}/ (report.html, results.json, .csv, .md, seed.csv)")
+    click.echo(f"more: ragfleet results {report['batch']['id']} --format json; "
+               "stop the fleet: ragfleet down")
+
+
+COMMANDS = (demo,)

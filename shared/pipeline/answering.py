@@ -1,0 +1,231 @@
+"""Answering a batch, step by step, as plain functions the Celery tasks call: retrieve once per
+distinct question (a "unit"), answer once per model, score each question id.
+
+Every decision lives here: whether a delivery is a duplicate, whether the batch was cancelled,
+the time budget, whether to score, and how each failure is recorded. Each step is safe to run
+twice (a redelivered task): results are stored exactly once by the batch store. A step returns
+what should be sent next; the task sends it, so nothing here knows about Celery.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+
+from shared.errors import UsageError
+from shared.llm.engine import Engine
+from shared.llm.requests import GenerationRequest
+from shared.retrieval.fusion import retrieve
+from shared.retrieval.prompts import fit_prompt
+from shared.state import batch_store
+from shared.state.collection_cache import CollectionCache
+
+log = logging.getLogger(__name__)
+
+
+class OverTimeLimit(Exception):
+    """The engine stopped an answer at its time budget."""
+
+
+@dataclass(frozen=True)
+class PoolStamp:
+    """Which pool answered, stored with each answer."""
+
+    worker: str  # Celery node name
+    host: str
+    parallel: int  # answers decoded together: latency is read with it
+
+
+def unit_question(client: redis.Redis, batch_id: str, unit: str) -> tuple[str, list[dict]]:
+    """The question text of a unit and the question records (ids, references) it stands for."""
+    ids = set(batch_store.units(client, batch_id)[unit])
+    records = [q for q in batch_store.questions(client, batch_id) if q["id"] in ids]
+    return records[0]["question"], records
+
+
+def record_all(client: redis.Redis, batch_id: str, records: list[dict], model: str, unit: str,
+               outcome: str, **fields) -> None:
+    """Settle every question of a unit for a model that has no result yet."""
+    for question in records:
+        if not batch_store.has_result(client, batch_id, question["id"], model):
+            batch_store.record(client, batch_id, question["id"], model,
+                               batch_store.result_record(question, model, unit, **fields),
+                               outcome)
+
+
+def record_failure(client: redis.Redis, batch_id: str, unit: str, model: str,
+                   reason: str) -> None:
+    """A model's answer to a unit failed outside the step (its process was killed)."""
+    _, records = unit_question(client, batch_id, unit)
+    record_all(client, batch_id, records, model, unit, "failed", error=reason)
+
+
+def _stopping(client: redis.Redis, batch_id: str) -> bool:
+    return batch_store.status(client, batch_id) in (batch_store.CANCELLING,
+                                                    batch_store.CANCELLED)
+
+
+# -- step 1: retrieve (cpu) -------------------------------------------------------------------
+
+def retrieve_unit(client: redis.Redis, indexes: CollectionCache, embedder, batch_id: str,
+                  unit: str, models: list[str] | None = None) -> list[str]:
+    """Retrieve the contexts of one unit (once: a redelivery reuses them). Returns the models
+    whose answer should now be asked for; none when the batch is stopping or retrieval failed
+    (then every pair of the unit is settled here)."""
+    batch = batch_store.get(client, batch_id)
+    question, records = unit_question(client, batch_id, unit)
+    models = models or batch["models"]
+    if _stopping(client, batch_id):
+        for model in models:
+            record_all(client, batch_id, records, model, unit, "cancelled", cancelled=True)
+        return []
+    batch_store.mark_started(client, batch_id)
+    if batch_store.contexts(client, batch_id, unit) is None:
+        try:
+            retrieved = retrieve_contexts(indexes, embedder, batch, question)
+        except Exception as exc:  # the collection version vanished, or a bug: fail, do not loop
+            log.exception("retrieval failed for %s/%s", batch_id, unit)
+            for model in models:
+                record_all(client, batch_id, records, model, unit, "failed",
+                           error=f"retrieval failed: {exc}")
+            return []
+        batch_store.save_contexts(client, batch_id, unit, retrieved)
+    return list(models)
+
+
+def retrieve_contexts(indexes: CollectionCache, embedder, batch: dict, question: str) -> dict:
+    started = time.perf_counter()
+    _, index = indexes.get(batch["collection"], batch["version"])
+    vector = embedder.embed([question])[0]
+    params = batch["params"]
+    hits = retrieve(index, question, vector, top_k=params["top_k"],
+                    bm25_weight=params["bm25_weight"])
+    contexts = [{"chunk": h.chunk, "score": h.score, "document": index.chunks[h.chunk].document,
+                 "page": index.chunks[h.chunk].page, "text": index.chunks[h.chunk].text}
+                for h in hits]
+    return {"contexts": contexts, "retrieval_s": time.perf_counter() - started}
+
+
+# -- step 2: answer (llm.<model>) -------------------------------------------------------------
+
+def answer_unit(client: redis.Redis, engine: Callable[[], Engine], batch_id: str, unit: str,
+                model: str, enqueued_at: float, pool: PoolStamp, budget_s: float,
+                limit_s: float, over_time: tuple[type[BaseException], ...] = ()) -> list[str]:
+    """This pool's answer to one unit, generated at most once. Returns the question ids to score
+    (those with a reference); questions without one are stored unscored here.
+
+    engine: returns the loaded engine (waiting for it to load; raising if it could not).
+    budget_s: the engine stops decoding this long after the step began (the soft limit).
+    limit_s: the hard limit named in the failure. over_time: exceptions that also mean the time
+    ran out (the task runner's soft-limit signal)."""
+    started = time.time()
+    question, records = unit_question(client, batch_id, unit)
+    if all(batch_store.has_result(client, batch_id, q["id"], model) for q in records):
+        return []  # a duplicate delivery: everything is stored already
+    if _stopping(client, batch_id):
+        record_all(client, batch_id, records, model, unit, "cancelled", cancelled=True)
+        return []
+    if batch_store.answer(client, batch_id, unit, model) is None:
+        batch = batch_store.get(client, batch_id)
+        retrieved = batch_store.contexts(client, batch_id, unit)
+        try:
+            loaded = engine()
+            if loaded.model.name != model:
+                raise UsageError(f"an answer for {model!r} reached the pool of "
+                                 f"{loaded.model.name!r}")
+            result = generate_answer(loaded, batch, model, question, retrieved,
+                                     queue_s=max(0.0, started - enqueued_at),
+                                     time_limit_s=max(1.0, budget_s - (time.time() - started)))
+        except (OverTimeLimit, *over_time):
+            record_all(client, batch_id, records, model, unit, "failed",
+                       error=f"generation exceeded the time limit of {limit_s:.0f} s")
+            return []
+        except Exception as exc:  # model failed to load, prompt cannot fit, llama.cpp error
+            log.warning("answer failed for %s/%s on %s: %s", batch_id, unit, model, exc)
+            record_all(client, batch_id, records, model, unit, "failed", error=str(exc))
+            return []
+        result.update(worker=pool.worker, host=pool.host, parallel=pool.parallel)
+        batch_store.save_answer(client, batch_id, unit, model, result)  # the first one wins
+    stored = batch_store.answer(client, batch_id, unit, model)
+    to_score = []
+    for question_record in records:
+        if question_record.get("reference"):
+            to_score.append(question_record["id"])
+        else:  # nothing to compare with: stored unscored
+            record_all(client, batch_id, [question_record], model, unit, "completed",
+                       answer=stored)
+    return to_score
+
+
+def generate_answer(engine: Engine, batch: dict, model: str, question: str, retrieved: dict,
+                    queue_s: float, time_limit_s: float | None = None) -> dict:
+    """The model's answer with every timing; contexts trimmed to fit the context window."""
+    started = time.perf_counter()
+    started_at = time.time()
+    max_tokens = batch["params"].get("max_tokens") or engine.model.max_tokens
+    messages, kept, _ = fit_prompt(question, retrieved["contexts"], engine.count_tokens,
+                                   engine.model.n_ctx, max_tokens)
+    prompt_s = time.perf_counter() - started
+    result = engine.generate(GenerationRequest(
+        model=model, messages=messages, max_tokens=max_tokens,
+        temperature=batch["params"].get("temperature"), time_budget_s=time_limit_s))
+    if result.finish_reason == "time_limit":
+        raise OverTimeLimit(f"generation exceeded the time limit of {time_limit_s:.0f} s")
+    return {
+        "answer": result.text,
+        "finish_reason": result.finish_reason,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "tokens_per_s": result.tokens_per_s,
+        "contexts_used": kept,
+        "pages": [f"{c['document']}#page={c['page']}" for c in retrieved["contexts"][:kept]],
+        "retrieval_s": retrieved["retrieval_s"],
+        "queue_s": queue_s,
+        "prompt_s": prompt_s,
+        "ttft_s": result.ttft_s,
+        "generation_s": result.generation_s,
+        "response_s": result.total_s,  # the model's time to answer: the study's resp_time
+        "total_s": retrieved["retrieval_s"] + queue_s + prompt_s + result.total_s,
+        "model_file": engine.path.name,
+        "model_size": engine.path.stat().st_size,
+        "backend": engine.backend,
+        "started_at": started_at,  # wall clock, for gaps between a pool's tasks
+        "finished_at": time.time(),
+    }
+
+
+# -- step 3: score (cpu) ----------------------------------------------------------------------
+
+def score_result(client: redis.Redis, embedder, batch_id: str, question_id: str, unit: str,
+                 model: str) -> bool:
+    """Cosine similarity of the stored answer and the question's reference, with the retrieval
+    embedder. Returns False when the pair was settled already (a duplicate delivery). A scoring
+    error settles the pair as failed, so the batch never waits for it."""
+    if batch_store.has_result(client, batch_id, question_id, model):
+        return False
+    (question,) = [q for q in batch_store.questions(client, batch_id) if q["id"] == question_id]
+    stored = batch_store.answer(client, batch_id, unit, model)
+    started = time.perf_counter()
+    try:
+        cosine = similarity(embedder, stored["answer"], question["reference"])
+    except Exception as exc:  # the embedder failed: record it rather than leave the pair open
+        log.exception("scoring failed for %s/%s on %s", batch_id, question_id, model)
+        return batch_store.record(
+            client, batch_id, question_id, model,
+            batch_store.result_record(question, model, unit, answer=stored,
+                                      error=f"scoring failed: {exc}"), "failed")
+    stored = {**stored, "score_s": time.perf_counter() - started}
+    return batch_store.record(client, batch_id, question_id, model,
+                              batch_store.result_record(question, model, unit, answer=stored,
+                                                        cosine=cosine), "completed")
+
+
+def similarity(embedder, answer: str, reference: str) -> float:
+    """Cosine similarity of the two texts' embeddings (normalised, so a dot product)."""
+    vectors = embedder.embed([answer, reference])
+    return float(np.dot(vectors[0], vectors[1]))

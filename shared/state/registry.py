@@ -1,0 +1,88 @@
+"""The worker registry: each live worker keeps one Redis entry fresh; a dead one's entry expires.
+
+`ragfleet status` and `up` read it to see which pools are online, on which backend, with which
+model file, and whether the model has loaded, on this machine or any other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+import redis
+from pydantic import BaseModel, Field
+
+from shared.state import keys
+
+log = logging.getLogger(__name__)
+
+
+class WorkerInfo(BaseModel):
+    """What a live worker says about itself in the registry (refreshed by its heartbeat)."""
+
+    nodename: str
+    host: str
+    pid: int
+    queues: list[str]
+    kind: str = Field(description="'llm' or 'cpu'")
+    model: str | None = None
+    model_file: str | None = None
+    model_size: int | None = None
+    backend: str = "cpu"
+    n_threads: int | None = None
+    concurrency: int = 1
+    started_at: float
+
+
+def publish(client: redis.Redis, info: WorkerInfo, state: str, ttl_s: int) -> None:
+    """Write (or refresh) a worker's entry; it expires ttl_s after the last refresh."""
+    entry = {**info.model_dump(), "state": state}
+    client.set(keys.worker_key(info.nodename), json.dumps(entry), ex=max(1, ttl_s))
+
+
+def withdraw(client: redis.Redis, nodename: str) -> None:
+    client.delete(keys.worker_key(nodename))
+
+
+def live_workers(client: redis.Redis) -> list[dict]:
+    """Every registry entry that has not expired."""
+    names = sorted(client.scan_iter(match=keys.worker_pattern(), count=500))
+    if not names:
+        return []
+    entries = client.mget(names)
+    return [json.loads(e) for e in entries if e]
+
+
+class Heartbeat:
+    """A daemon thread publishing `info` (plus the model state) every `interval_s` seconds; the
+    entry lives three intervals, so a worker that dies drops out within that."""
+
+    def __init__(self, url: str, info: WorkerInfo, interval_s: float, state_of=lambda: "ready"):
+        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self.info = info
+        self.interval_s = interval_s
+        self.state_of = state_of
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="registry-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def beat(self) -> None:
+        publish(self.client, self.info, self.state_of(), int(self.interval_s * 3))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.beat()
+            except redis.exceptions.RedisError as exc:  # Redis restarting: try again next beat
+                log.warning("registry heartbeat failed: %s", exc)
+            self._stop.wait(self.interval_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            withdraw(self.client, self.info.nodename)
+        except redis.exceptions.RedisError:
+            pass

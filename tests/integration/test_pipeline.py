@@ -1,0 +1,402 @@
+"""The decisions of each step (shared.pipeline) against a real Redis, with a small scripted engine
+and a small deterministic embedder standing in for the models: what is under test is storing,
+deduplicating, cancelling, budgeting and failing, not the models (the e2e tests run those)."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from shared.config import Settings
+from shared.errors import ModelUnavailable
+from shared.llm.catalog import ModelSettings
+from shared.llm.requests import ChatMessage, GenerationRequest, GenerationResult
+from shared.pipeline import answering, ingest_job
+from shared.pipeline.ingestion import index_cache
+from shared.retrieval import indexes
+from shared.retrieval.chunking import Chunk
+from shared.state import batch_store, collection_store, jobs, keys, uploads
+from shared.state.collection_store import Manifest
+from tests.pdf_samples import first_pages_pdf, truncated_pdf
+
+pytestmark = pytest.mark.integration
+
+MODELS = ["small", "big"]
+STAMP = answering.PoolStamp(worker="small-1@host", host="host", parallel=1)
+
+
+class WordEmbedder:
+    """Deterministic bag-of-words vectors: texts sharing words are close. Counts its calls."""
+
+    name = "word-hash-16"
+    dim = 16
+
+    def __init__(self, fail: BaseException | None = None):
+        self.calls = 0
+        self.fail = fail
+
+    def embed(self, texts: list[str], progress=None) -> np.ndarray:
+        self.calls += 1
+        if self.fail:
+            raise self.fail
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in indexes.tokenize(text):
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+        if progress:
+            progress(len(texts), len(texts))
+        return out
+
+
+class ScriptedEngine:
+    """Implements shared.llm.engine.Engine: answers from a script, records every request."""
+
+    def __init__(self, path: Path, name: str = "small", reply: str = "The deductible is $2,000.",
+                 finish_reason: str = "stop", raises: BaseException | None = None):
+        self.model = ModelSettings(name=name, file=path.name, n_ctx=2048, max_tokens=64)
+        self.path = path
+        self.backend = "cpu"
+        self.reply, self.finish_reason, self.raises = reply, finish_reason, raises
+        self.requests: list[GenerationRequest] = []
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        return sum(len(m.content.split()) for m in messages)
+
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        self.requests.append(request)
+        if self.raises:
+            raise self.raises
+        return GenerationResult(text=self.reply, finish_reason=self.finish_reason,
+                                prompt_tokens=self.count_tokens(request.messages),
+                                completion_tokens=6, ttft_s=0.01, generation_s=0.05,
+                                total_s=0.06, tokens_per_s=100.0)
+
+
+@pytest.fixture()
+def redis_client(redis_url) -> redis.Redis:
+    """Bytes in, bytes out, as the workers' client (index parts are binary)."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    return client
+
+
+@pytest.fixture()
+def model_file(tmp_path) -> Path:
+    path = tmp_path / "scripted.gguf"
+    path.write_bytes(b"GGUF" + bytes(60))
+    return path
+
+
+@pytest.fixture()
+def collection(redis_client) -> int:
+    """A two-page collection stored as ingestion stores it."""
+    chunks = [Chunk("plan.pdf", 1, "The annual deductible is $2,000 per person."),
+              Chunk("plan.pdf", 2, "Dental cleanings are covered twice a year.")]
+    vectors = WordEmbedder().embed([c.text for c in chunks])
+    meta = Manifest(name="plan", version=0, documents=[{"name": "plan.pdf", "pages": 2}],
+                    chunks=2, embedding_model=WordEmbedder.name, dim=16, chunk_size=1000,
+                    chunk_overlap=150)
+    return collection_store.save(redis_client, meta, indexes.encode(
+        chunks, vectors, [indexes.tokenize(c.text) for c in chunks]))
+
+
+def make_batch(client, version: int, batch_id: str = "b-test", models=MODELS) -> str:
+    """Two ids ask the same question (one unit); one more question has no reference."""
+    questions = [
+        {"id": "q1", "question": "What is the deductible?", "reference": "It is $2,000."},
+        {"id": "q2", "question": "What is the deductible?", "reference": "$2,000 a person."},
+        {"id": "q3", "question": "Are cleanings covered?", "reference": None},
+    ]
+    meta = {"collection": "plan", "version": version, "models": list(models),
+            "params": {"top_k": 2, "bm25_weight": 0.3, "max_tokens": 32, "temperature": None}}
+    batch_store.create(client, batch_id, meta, questions, {"u1": ["q1", "q2"], "u2": ["q3"]})
+    return batch_id
+
+
+def outcomes(client, batch_id: str) -> dict[tuple[str, str], str]:
+    """(question id, model) -> completed / failed / cancelled, from the stored results."""
+    found = {}
+    for r in batch_store.results(client, batch_id):
+        found[(r["question_id"], r["model"])] = (
+            "cancelled" if r["cancelled"] else "failed" if r["error"] else "completed")
+    return found
+
+
+def answer(client, engine, unit="u1", model="small", budget_s=60.0, over_time=()):
+    return answering.answer_unit(client, lambda: engine, "b-test", unit, model, 0.0, STAMP,
+                                 budget_s=budget_s, limit_s=600, over_time=over_time)
+
+
+# -- the exactly-once script ------------------------------------------------------------------
+
+def test_record_stores_one_result_under_concurrent_duplicate_delivery(redis_client):
+    batch_store.create(redis_client, "b-once", {"collection": "c", "version": 1,
+                                                "models": ["m"], "params": {}},
+                       [{"id": "q", "question": "?"}, {"id": "r", "question": "!"}],
+                       {"u": ["q"], "v": ["r"]})
+    stored, barrier = [], threading.Barrier(8)
+
+    def deliver(n: int) -> None:
+        barrier.wait()
+        record = batch_store.result_record({"id": "q", "question": "?"}, "m", "u",
+                                           answer={"answer": f"copy {n}"}, cosine=0.5)
+        stored.append(batch_store.record(redis_client, "b-once", "q", "m", record, "completed"))
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert stored.count(True) == 1 and stored.count(False) == 7
+    batch = batch_store.get(redis_client, "b-once")
+    assert (batch["completed"], batch["failed"], batch["status"]) == (1, 0, "running")
+    assert len(batch_store.results(redis_client, "b-once")) == 1
+    # the last pair settles the batch; failed counts, and a late duplicate changes nothing
+    failed = batch_store.result_record({"id": "r", "question": "!"}, "m", "v", error="x")
+    assert batch_store.record(redis_client, "b-once", "r", "m", failed, "failed")
+    assert not batch_store.record(redis_client, "b-once", "r", "m", failed, "completed")
+    batch = batch_store.get(redis_client, "b-once")
+    assert (batch["completed"], batch["failed"], batch["status"]) == (1, 1, "completed")
+    assert batch["per_model"]["m"] == {"completed": 1, "failed": 1, "cancelled": 0}
+
+
+def test_a_batch_where_nothing_succeeded_ends_failed(redis_client):
+    batch_store.create(redis_client, "b-none", {"collection": "c", "version": 1,
+                                                "models": ["m"], "params": {}},
+                       [{"id": "q", "question": "?"}], {"u": ["q"]})
+    failed = batch_store.result_record({"id": "q", "question": "?"}, "m", "u", error="boom")
+    batch_store.record(redis_client, "b-none", "q", "m", failed, "failed")
+    assert batch_store.get(redis_client, "b-none")["status"] == "failed"
+
+
+# -- retrieve, answer, score ------------------------------------------------------------------
+
+def test_each_step_stores_every_pair_once_and_duplicates_change_nothing(redis_client,
+                                                                        collection, model_file):
+    client, embedder = redis_client, WordEmbedder()
+    cache = index_cache(client)
+    make_batch(client, collection)
+    engines = {m: ScriptedEngine(model_file, name=m) for m in MODELS}
+
+    assert answering.retrieve_unit(client, cache, embedder, "b-test", "u1") == MODELS
+    retrieved = batch_store.contexts(client, "b-test", "u1")
+    assert retrieved["contexts"][0]["page"] == 1  # the deductible page ranks first
+    calls = embedder.calls
+    # a redelivered retrieval reuses the stored contexts (and sends the answers again)
+    assert answering.retrieve_unit(client, cache, embedder, "b-test", "u1") == MODELS
+    assert embedder.calls == calls and batch_store.contexts(client, "b-test", "u1") == retrieved
+
+    for model in MODELS:
+        to_score = answer(client, engines[model], model=model)
+        assert to_score == ["q1", "q2"]  # both ids of the unit have a reference
+        assert len(engines[model].requests) == 1
+        # redelivered before scoring: not generated again, scoring asked for again
+        assert answer(client, engines[model], model=model) == ["q1", "q2"]
+        assert len(engines[model].requests) == 1
+        for qid in to_score:
+            assert answering.score_result(client, embedder, "b-test", qid, "u1", model)
+            assert not answering.score_result(client, embedder, "b-test", qid, "u1", model)
+        # redelivered after scoring: nothing to do at all
+        assert answer(client, engines[model], model=model) == []
+
+    assert answering.retrieve_unit(client, cache, embedder, "b-test", "u2") == MODELS
+    for model in MODELS:
+        assert answer(client, engines[model], unit="u2", model=model) == []  # no reference
+
+    batch = batch_store.get(client, "b-test")
+    assert (batch["completed"], batch["failed"], batch["status"]) == (6, 0, "completed")
+    results = {(r["question_id"], r["model"]): r for r in batch_store.results(client, "b-test")}
+    assert len(results) == 6
+    scored = results[("q1", "small")]
+    expected = answering.similarity(embedder, "The deductible is $2,000.", "It is $2,000.")
+    assert scored["cosine"] == pytest.approx(expected)
+    assert scored["worker"] == STAMP.worker and scored["parallel"] == 1
+    assert scored["pages"] == ["plan.pdf#page=1", "plan.pdf#page=2"]
+    assert results[("q3", "big")]["cosine"] is None and results[("q3", "big")]["error"] is None
+    assert cache.loads == 1  # one load of the version for every retrieval of the process
+
+
+def test_prompt_carries_the_retrieved_contexts_and_the_batch_settings(redis_client, collection,
+                                                                      model_file):
+    make_batch(redis_client, collection)
+    answering.retrieve_unit(redis_client, index_cache(redis_client), WordEmbedder(), "b-test", "u1")
+    engine = ScriptedEngine(model_file)
+    answer(redis_client, engine, budget_s=42.0)
+    (request,) = engine.requests
+    assert request.max_tokens == 32 and request.model == "small"
+    assert 0 < request.time_budget_s <= 42.0
+    prompt = " ".join(m.content for m in request.messages)
+    assert "annual deductible is $2,000" in prompt and "What is the deductible?" in prompt
+
+
+def test_cancelled_batch_is_settled_without_generating(redis_client, collection, model_file):
+    make_batch(redis_client, collection)
+    cache, embedder = index_cache(redis_client), WordEmbedder()
+    answering.retrieve_unit(redis_client, cache, embedder, "b-test", "u1")
+    # cancelling: the status is set first, pairs are settled after (batch_store.cancel)
+    redis_client.hset(keys.batch_key("b-test"), "status", batch_store.CANCELLING)
+    engine = ScriptedEngine(model_file)
+    assert answer(redis_client, engine) == []
+    assert engine.requests == []
+    assert answering.retrieve_unit(redis_client, cache, embedder, "b-test", "u2") == []
+    found = outcomes(redis_client, "b-test")
+    assert found[("q1", "small")] == found[("q3", "big")] == "cancelled"
+    assert ("q1", "big") not in found  # its own answer task settles it
+
+
+def test_cancel_settles_every_open_pair_and_keeps_finished_ones(redis_client, collection,
+                                                                model_file):
+    make_batch(redis_client, collection)
+    answering.retrieve_unit(redis_client, index_cache(redis_client), WordEmbedder(), "b-test", "u2")
+    answer(redis_client, ScriptedEngine(model_file), unit="u2")
+    assert batch_store.cancel(redis_client, "b-test") == "cancelled"
+    found = outcomes(redis_client, "b-test")
+    assert found.pop(("q3", "small")) == "completed"
+    assert set(found.values()) == {"cancelled"} and len(found) == 5
+
+
+def test_answer_stopped_at_its_time_budget_fails_with_the_limit(redis_client, collection,
+                                                                model_file):
+    make_batch(redis_client, collection)
+    answering.retrieve_unit(redis_client, index_cache(redis_client), WordEmbedder(), "b-test", "u1")
+    assert answer(redis_client, ScriptedEngine(model_file, finish_reason="time_limit")) == []
+
+    class SoftLimit(Exception):
+        """What a task runner raises at its soft time limit."""
+
+    engine = ScriptedEngine(model_file, name="big", raises=SoftLimit())
+    assert answer(redis_client, engine, model="big", over_time=(SoftLimit,)) == []
+    for r in batch_store.results(redis_client, "b-test"):
+        assert r["error"] == "generation exceeded the time limit of 600 s"
+    assert set(outcomes(redis_client, "b-test").values()) == {"failed"}
+    assert batch_store.answer(redis_client, "b-test", "u1", "small") is None  # nothing kept
+
+
+def test_engine_that_cannot_load_or_fails_settles_the_pair_with_its_reason(redis_client,
+                                                                           collection, model_file):
+    make_batch(redis_client, collection)
+    answering.retrieve_unit(redis_client, index_cache(redis_client), WordEmbedder(), "b-test", "u1")
+
+    def unloadable():
+        raise ModelUnavailable("model 'small': llama.cpp cannot load it")
+
+    assert answering.answer_unit(redis_client, unloadable, "b-test", "u1", "small", 0.0, STAMP,
+                                 budget_s=60, limit_s=600) == []
+    assert answer(redis_client, ScriptedEngine(model_file, name="big",
+                                               raises=RuntimeError("llama_decode returned -1")),
+                  model="big") == []
+    errors = {(r["question_id"], r["model"]): r["error"]
+              for r in batch_store.results(redis_client, "b-test")}
+    assert errors[("q1", "small")] == errors[("q2", "small")] == \
+        "model 'small': llama.cpp cannot load it"
+    assert errors[("q2", "big")] == "llama_decode returned -1"
+
+
+def test_answer_for_another_model_is_refused(redis_client, collection, model_file):
+    make_batch(redis_client, collection)
+    answering.retrieve_unit(redis_client, index_cache(redis_client), WordEmbedder(), "b-test", "u1")
+    engine = ScriptedEngine(model_file, name="small")
+    assert answer(redis_client, engine, model="big") == []
+    assert engine.requests == []
+    (error,) = {r["error"] for r in batch_store.results(redis_client, "b-test")}
+    assert error == "an answer for 'big' reached the pool of 'small'"
+
+
+def test_retrieval_failure_settles_the_unit_for_every_model(redis_client, collection):
+    make_batch(redis_client, collection + 5)  # a version that does not exist
+    assert answering.retrieve_unit(redis_client, index_cache(redis_client), WordEmbedder(),
+                                   "b-test", "u1") == []
+    found = outcomes(redis_client, "b-test")
+    assert found == {(q, m): "failed" for q in ("q1", "q2") for m in MODELS}
+    assert all(r["error"].startswith("retrieval failed")
+               for r in batch_store.results(redis_client, "b-test"))
+
+
+def test_scoring_failure_is_recorded_not_left_open(redis_client, collection, model_file):
+    make_batch(redis_client, collection)
+    answering.retrieve_unit(redis_client, index_cache(redis_client), WordEmbedder(), "b-test", "u1")
+    answer(redis_client, ScriptedEngine(model_file))
+    broken = WordEmbedder(fail=RuntimeError("embedder out of memory"))
+    assert answering.score_result(redis_client, broken, "b-test", "q1", "u1", "small")
+    (result,) = batch_store.results(redis_client, "b-test")
+    assert result["error"] == "scoring failed: embedder out of memory"
+    assert result["answer"] == "The deductible is $2,000."  # the answer is kept with it
+
+
+def test_a_killed_answer_is_recorded_only_where_nothing_was_stored(redis_client, collection,
+                                                                   model_file):
+    make_batch(redis_client, collection)
+    answering.retrieve_unit(redis_client, index_cache(redis_client), WordEmbedder(), "b-test", "u1")
+    answer(redis_client, ScriptedEngine(model_file))
+    answering.score_result(redis_client, WordEmbedder(), "b-test", "q1", "u1", "small")
+    answering.record_failure(redis_client, "b-test", "u1", "small", "hard limit: killed")
+    found = outcomes(redis_client, "b-test")
+    assert found == {("q1", "small"): "completed", ("q2", "small"): "failed"}
+
+
+# -- ingestion jobs ---------------------------------------------------------------------------
+
+def make_job(client, data: bytes, name: str = "plan.pdf") -> str:
+    job_id = jobs.new_id()
+    uploads.save(client, job_id, {0: data}, ttl_s=600)
+    jobs.create(client, job_id, "docs", [{"name": name, "bytes": len(data)}],
+                {"chunk_size": None, "chunk_overlap": None, "max_bytes": None})
+    return job_id
+
+
+def test_ingestion_job_runs_once_and_discards_its_upload(redis_client, tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    job_id = make_job(redis_client, first_pages_pdf(3))
+    job = ingest_job.run(redis_client, job_id, WordEmbedder(), settings)
+    assert job["state"] == jobs.DONE and job["result"]["version"] >= 1
+    assert uploads.load(redis_client, job_id, 0) is None
+    embedder = WordEmbedder()
+    again = ingest_job.run(redis_client, job_id, embedder, settings)  # a redelivery
+    assert again == job and embedder.calls == 0
+    assert collection_store.current_version(redis_client, "docs") == job["result"]["version"]
+
+
+def test_ingestion_job_fails_with_the_reason_and_keeps_the_version(redis_client, tmp_path):
+    settings = Settings(data_dir=tmp_path)
+    good = ingest_job.run(redis_client, make_job(redis_client, first_pages_pdf(2)),
+                          WordEmbedder(), settings)
+    version = good["result"]["version"]
+
+    bad = ingest_job.run(redis_client, make_job(redis_client, truncated_pdf(), "broken.pdf"),
+                         WordEmbedder(), settings)
+    assert bad["state"] == jobs.FAILED and bad["error_code"] == 2
+    assert "broken.pdf" in bad["error"]
+
+    class SoftLimit(Exception):
+        pass
+
+    slow = ingest_job.run(redis_client, make_job(redis_client, first_pages_pdf(4), "more.pdf"),
+                          WordEmbedder(fail=SoftLimit()), settings, over_time=(SoftLimit,))
+    assert slow["state"] == jobs.FAILED and "exceeded the time limit" in slow["error"]
+
+    buggy = ingest_job.run(redis_client, make_job(redis_client, first_pages_pdf(4), "more.pdf"),
+                           WordEmbedder(fail=KeyError("x")), settings)
+    assert buggy["state"] == jobs.FAILED and buggy["error"].startswith("ingestion failed: KeyError")
+
+    expired = make_job(redis_client, first_pages_pdf(4), "more.pdf")
+    uploads.discard(redis_client, expired, 1)
+    gone = ingest_job.run(redis_client, expired, WordEmbedder(), settings)
+    assert gone["state"] == jobs.FAILED and "expired" in gone["error"]
+    assert collection_store.current_version(redis_client, "docs") == version
+
+
+def test_a_killed_ingestion_fails_its_job_unless_it_ended(redis_client, tmp_path):
+    running = make_job(redis_client, first_pages_pdf(1))
+    jobs.update(redis_client, running, state=jobs.RUNNING)
+    ingest_job.fail_unfinished(redis_client, running, "ingestion failed: killed")
+    assert jobs.get(redis_client, running)["state"] == jobs.FAILED
+    done = ingest_job.run(redis_client, make_job(redis_client, first_pages_pdf(1)),
+                          WordEmbedder(), Settings(data_dir=tmp_path))
+    ingest_job.fail_unfinished(redis_client, done["id"], "ingestion failed: killed")
+    assert jobs.get(redis_client, done["id"])["state"] == jobs.DONE
