@@ -14,8 +14,10 @@ from shared.errors import BrokerUnavailable
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and status output."""
-    return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", url)
+    """The URL without its password, for messages and status output. The credentials end at
+    the last '@' (a password may hold '@' or '/'); the user name is kept."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)([^:@/]*):.*@(?=[^@]*$)", r"\1\2:***@", url,
+                  flags=re.IGNORECASE)
 
 
 def resolve_url(settings: Settings) -> str:

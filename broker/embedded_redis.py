@@ -34,8 +34,9 @@ def server_binary() -> Path:
 
 def free_port(host: str, preferred: int | None = None) -> int:
     """The preferred port when it is free (a restarted fleet keeps its URL), else any free one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for port in ([preferred] if preferred else []) + [0]:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
             # Redis binds with SO_REUSEADDR too: a port whose old connections sit in TIME_WAIT
             # is free for it.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -49,7 +50,9 @@ def free_port(host: str, preferred: int | None = None) -> int:
 
 def url_for(host: str, port: int, password: str | None) -> str:
     auth = f":{quote(password, safe='')}@" if password else ""
-    connect_host = "127.0.0.1" if host in ("0.0.0.0", "localhost") else host
+    connect_host = {"0.0.0.0": "127.0.0.1", "localhost": "127.0.0.1", "::": "::1"}.get(host, host)
+    if ":" in connect_host:  # an IPv6 address goes in brackets in a URL
+        connect_host = f"[{connect_host}]"
     return f"redis://{auth}{connect_host}:{port}/0"
 
 

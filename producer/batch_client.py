@@ -9,15 +9,29 @@ import redis
 
 from broker.queues import RETRIEVE_TASK, llm_queue
 from producer import polling
+from shared.config import Settings
 from shared.errors import UsageError
 from shared.llm.catalog import Catalog
+from shared.llm.requests import SamplingOverrides
 from shared.pipeline.questions import read_questions
+from shared.retrieval.prompts import get_prompt
 from shared.state import batch_store, collection_store
 from shared.state.registry import live_workers
 
 
 def unit_id(question: str) -> str:
     return "u-" + hashlib.sha1(" ".join(question.split()).encode()).hexdigest()[:12]
+
+
+def batch_params(settings: Settings, top_k: int, bm25_weight: float, max_tokens: int | None,
+                 sampling: SamplingOverrides, prompt: str | None) -> dict:
+    """What a batch records of how it was asked: retrieval, the answer's length, sampling
+    overrides (unset: each model's catalog values) and the whole prompt template, so a worker
+    on any machine renders the same prompt."""
+    template = get_prompt(prompt or settings.prompt, settings.prompts_path)
+    return {"top_k": top_k, "bm25_weight": bm25_weight, "max_tokens": max_tokens,
+            "min_answer_tokens": settings.min_answer_tokens,
+            "sampling": sampling.model_dump(exclude_none=True), "prompt": template.model_dump()}
 
 
 def check_pools(client: redis.Redis, models: list[str], queue_anyway: bool) -> list[str]:
@@ -42,9 +56,10 @@ def submit(app, client: redis.Redis, catalog: Catalog, questions_path: Path, col
         raise UsageError("a --model is given twice")
     for name in models:
         model = catalog.get(name)
-        max_tokens = params["max_tokens"] or model.max_tokens
-        if max_tokens >= model.n_ctx - 64:
-            raise UsageError(f"--max-tokens {max_tokens} leaves no room for the prompt in "
+        # the answer's minimum room must leave the prompt some: a larger max_tokens is capped
+        room = min(params["max_tokens"] or model.max_tokens, params["min_answer_tokens"])
+        if room >= model.n_ctx - 64:
+            raise UsageError(f"--max-tokens {room} leaves no room for the prompt in "
                              f"{name}'s n_ctx of {model.n_ctx}")
     questions = read_questions(questions_path)
     version = collection_store.current_version(client, collection_store.check_name(collection))
@@ -61,22 +76,21 @@ def submit(app, client: redis.Redis, catalog: Catalog, questions_path: Path, col
     batch_store.create(client, batch_id, meta, [q.to_json() for q in questions], units)
     for unit in units:
         app.send_task(RETRIEVE_TASK, args=[batch_id, unit])
+        batch_store.mark_sent(client, batch_id, unit)  # if interrupted, --resume sends the rest
     return batch_id, without_pool
 
 
 def resume(app, client: redis.Redis, batch_id: str) -> int:
-    """Run again only what is missing or failed; returns how many (question, model) pairs."""
-    missing = batch_store.reopen(client, batch_id)
-    if not missing:
-        return 0
-    units = batch_store.units(client, batch_id)
-    unit_of = {qid: unit for unit, ids in units.items() for qid in ids}
-    todo: dict[str, set[str]] = {}
-    for qid, model in missing:
-        todo.setdefault(unit_of[qid], set()).add(model)
-    for unit, models in todo.items():
-        app.send_task(RETRIEVE_TASK, args=[batch_id, unit, sorted(models)])
-    return len(missing)
+    """Run again what failed or was cancelled, and send what an interrupted ask (or resume) did
+    not; returns how many (question, model) pairs. A unit sent twice is harmless: each result
+    is stored once."""
+    batch_store.reopen(client, batch_id)
+    todo = batch_store.unsent(client, batch_id)
+    for unit, pairs in todo.items():
+        if pairs:
+            app.send_task(RETRIEVE_TASK, args=[batch_id, unit, sorted({m for _, m in pairs})])
+        batch_store.mark_sent(client, batch_id, unit)
+    return sum(len(pairs) for pairs in todo.values())
 
 
 def wait(client: redis.Redis, batch_id: str, on_progress=None, poll_s: float = 0.5,

@@ -15,6 +15,7 @@ from producer.commands import (
     ingest_cmds,
     jobs_cmds,
     models_cmds,
+    prompts_cmds,
     results_cmds,
     worker_cmd,
 )
@@ -31,8 +32,8 @@ def cli() -> None:
     """
 
 
-for module in (fleet_cmds, worker_cmd, models_cmds, ingest_cmds, collections_cmds, jobs_cmds,
-               batch_cmds, results_cmds, demo_cmd):
+for module in (fleet_cmds, worker_cmd, models_cmds, prompts_cmds, ingest_cmds, collections_cmds,
+               jobs_cmds, batch_cmds, results_cmds, demo_cmd):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -11,6 +11,7 @@ from producer.session import connect
 from shared.config import PROJECT_ROOT, Settings
 from shared.errors import RagfleetError
 from shared.llm.catalog import Catalog
+from shared.llm.requests import SamplingOverrides
 from shared.report import collect, exports
 from shared.report import html as report_html
 from shared.state import jobs
@@ -43,7 +44,7 @@ def run(settings: Settings, catalog: Catalog, questions: int, max_tokens: int, t
     subset.write_text("\n".join(lines) + "\n", encoding="utf-8")
     say(f"3/4 ask {len(lines)} questions to {', '.join(MODELS)} "
         f"(top-k {top_k}, up to {max_tokens} new tokens each)")
-    params = {"top_k": top_k, "bm25_weight": 0.3, "max_tokens": max_tokens, "temperature": None}
+    params = batch_client.batch_params(settings, top_k, 0.3, max_tokens, SamplingOverrides(), None)
     batch_id, _ = batch_client.submit(app, client, catalog, subset, COLLECTION, MODELS, params,
                                       queue_anyway=False)
     batch_client.wait(client, batch_id, on_progress=on_batch_progress)

@@ -28,6 +28,7 @@ class PoolPlan:
     argv: list[str]
     queue: str
     model: str | None
+    memory_bytes: int  # estimated: model, KV cache and runtime, or the embedder
 
 
 def pool_record_name(model: str | None) -> str:
@@ -52,26 +53,38 @@ def default_models(catalog: Catalog, settings: Settings) -> list[str]:
 
 def plan_pools(catalog: Catalog, settings: Settings, models: list[str],
                threads: int | None, parallel: int | None = None) -> list[PoolPlan]:
-    """Check every model first (unknown name, missing or broken file, a KV cache that would not
-    fit in memory), then plan the pools."""
+    """Check every model first (unknown name, missing or broken file), then plan the pools with
+    their estimated memory."""
     paths = {name: catalog.get(name).ensure_file(settings.models_dir) for name in models}
-    pending_bytes = 0  # pools of one `up` share the machine's memory
+    worker = [sys.executable, "-m", "producer.cli", "worker"]
+    plans = [PoolPlan("pool-cpu", worker + ["--cpu"], CPU_QUEUE, None, memory.CPU_POOL_BYTES)]
     for name in models:
         model = catalog.get(name)
-        n_parallel = parallel or model.parallel
-        if n_parallel > 1:
-            available = psutil.virtual_memory().available - pending_bytes
-            pending_bytes += memory.check_fits(name, paths[name], model.n_ctx, n_parallel,
-                                                  available).total
-    worker = [sys.executable, "-m", "producer.cli", "worker"]
-    plans = [PoolPlan("pool-cpu", worker + ["--cpu"], CPU_QUEUE, None)]
-    for name in models:
-        n = pool_threads(catalog.get(name), settings.cores, len(models), threads)
+        n = pool_threads(model, settings.cores, len(models), threads)
         argv = worker + ["--model", name, "--threads", str(n)]
         if parallel:
             argv += ["--parallel", str(parallel)]
-        plans.append(PoolPlan(pool_record_name(name), argv, llm_queue(name), name))
+        need = memory.estimate(paths[name], model.n_ctx, parallel or model.parallel).total
+        plans.append(PoolPlan(pool_record_name(name), argv, llm_queue(name), name, need))
     return plans
+
+
+def check_memory(settings: Settings, plans: list[PoolPlan]) -> None:
+    """The pools `up` would start must fit the available memory together: each is refused in
+    one line rather than pushed into swap or killed mid-batch. Pools already running have
+    their memory taken already."""
+    available = psutil.virtual_memory().available
+    for plan in plans:
+        running = processes.load_record(settings.run_dir, plan.name)
+        if running and running.alive():
+            continue
+        if plan.memory_bytes > available:
+            what = f"model {plan.model!r}" if plan.model else "the cpu pool (embedder)"
+            raise UsageError(
+                f"{what} needs about {plan.memory_bytes / 2**30:.1f} GB but only "
+                f"{max(0, available) / 2**30:.1f} GB is left for it; start fewer pools or "
+                "smaller models, or lower parallel or n_ctx")
+        available -= plan.memory_bytes
 
 
 def start_pools(settings: Settings, url: str, plans: list[PoolPlan]) -> list[processes.ProcessRecord]:
@@ -117,6 +130,7 @@ def up(settings: Settings, catalog: Catalog, models: list[str] | None, threads: 
     ensure_data_dir(settings)
     models = models or default_models(catalog, settings)
     plans = plan_pools(catalog, settings, models, threads, parallel)  # validate before starting
+    check_memory(settings, plans)
     say(f"starting the fleet in {settings.data_path}: pools cpu, {', '.join(models)} ...")
     if not settings.redis_url:
         embedded_redis.start(settings)
@@ -166,6 +180,8 @@ def status(settings: Settings) -> dict:
             "parallel": first.get("concurrency") if model else None,
             "model_file": first.get("model_file"),
             "model_size": first.get("model_size"),
+            # resident memory of the pool's workers with their pool processes, all hosts
+            "rss_bytes": sum(w.get("rss_bytes") or 0 for w in online) or None,
             "hosts": sorted({w["host"] for w in online}),
             "queued": client.llen(queue),
         })

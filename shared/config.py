@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How often a worker refreshes its registry entry."
     )
 
+    prompt: str = Field(default="ragfleet",
+                        description="Prompt template of a batch unless `ask --prompt` names one.")
+    min_answer_tokens: int = Field(
+        default=256, gt=0,
+        description="Room a prompt must leave its answer; contexts are dropped to keep it.")
+
     chunk_size: int = Field(default=1000, gt=0, description="Default characters per chunk.")
     chunk_overlap: int = Field(default=150, ge=0, description="Default overlap between chunks.")
     max_document_bytes: int = Field(
@@ -123,6 +129,11 @@ class Settings(BaseSettings):
     @property
     def log_dir(self) -> Path:
         return self.data_path / "logs"
+
+    @property
+    def prompts_path(self) -> Path:
+        """The user's prompt templates ([prompts.NAME] tables), over the built-in ones."""
+        return self.data_path / "prompts.toml"
 
     @property
     def redis_dir(self) -> Path:

@@ -18,6 +18,8 @@ import os
 import socket
 import time
 
+import psutil
+
 from broker import connection
 from broker.app import configure
 from broker.queues import CPU_QUEUE, llm_queue
@@ -49,8 +51,7 @@ def run(settings: Settings, model_name: str | None, threads: int | None, concurr
         path = model.ensure_file(settings.models_dir)
         n_threads = threads or model.n_threads or settings.cores
         parallel = parallel or model.parallel
-        if parallel > 1:
-            memory.check_fits(model_name, path, model.n_ctx, parallel)
+        memory.check_fits(model_name, path, model.n_ctx, parallel)  # one line, not swap
         config = PoolConfig(
             kind="llm", queue=llm_queue(model_name),
             nodename=_nodename(nodename, f"{model_name}-{os.getpid()}@%h", host),
@@ -59,6 +60,7 @@ def run(settings: Settings, model_name: str | None, threads: int | None, concurr
         )
     else:
         path = None
+        memory.check_cpu_pool_fits()
         config = PoolConfig(
             kind="cpu", queue=CPU_QUEUE, nodename=_nodename(nodename, f"cpu-{os.getpid()}@%h", host),
             concurrency=concurrency,
@@ -66,7 +68,7 @@ def run(settings: Settings, model_name: str | None, threads: int | None, concurr
     config.export()
     app = configure(url, settings)
     heartbeat = Heartbeat(url, _worker_info(config, path, host), settings.heartbeat_interval_s,
-                          _state_reader(config))
+                          _status_reader(config))
     _connect_signals(config, heartbeat)
     batching = config.parallel > 1
     if batching:  # no pool processes: the engine lives here, shared by the task threads
@@ -97,12 +99,27 @@ def _worker_info(config: PoolConfig, path, host: str) -> WorkerInfo:
     )
 
 
-def _state_reader(config: PoolConfig):
-    if config.kind != "llm":
-        return lambda: "ready"
-    # Shared memory written by the pool process that loads the model, read by the heartbeat.
-    engine_holder.state = multiprocessing.Value("i", 0)
-    return lambda: STATES.get(engine_holder.state.value, "loading")
+def _status_reader(config: PoolConfig):
+    """What the heartbeat publishes besides the worker's fixed facts: the model's state
+    (written by the pool process that loads it, in shared memory) and the resident memory of
+    the worker with its pool processes."""
+    if config.kind == "llm":
+        engine_holder.state = multiprocessing.Value("i", 0)
+
+    def status() -> dict:
+        state = (STATES.get(engine_holder.state.value, "loading") if config.kind == "llm"
+                 else "ready")
+        return {"state": state, "rss_bytes": _tree_rss()}
+
+    return status
+
+
+def _tree_rss() -> int | None:
+    try:
+        me = psutil.Process()
+        return sum(p.memory_info().rss for p in [me, *me.children(recursive=True)])
+    except psutil.Error:
+        return None
 
 
 def _connect_signals(config: PoolConfig, heartbeat: Heartbeat) -> None:

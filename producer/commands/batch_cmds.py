@@ -12,7 +12,12 @@ from producer.output import batch_progress, emit_json, info, json_option, table
 from producer.session import connect
 from shared.errors import UsageError
 from shared.llm.catalog import load_catalog
+from shared.llm.requests import SamplingOverrides
 from shared.state import batch_store
+
+# Waiting gives up after this long with exit 1 and one line; the batch goes on.
+timeout_option = click.option("--timeout", type=click.IntRange(min=1), default=None,
+                              metavar="SECONDS", help="Give up waiting after SECONDS (exit 1).")
 
 
 @click.command()
@@ -28,14 +33,29 @@ from shared.state import batch_store
               help="New tokens per answer (default: the model's catalog setting).")
 @click.option("--temperature", type=click.FloatRange(min=0), default=None,
               help="Sampling temperature (default: the model's, 0.01 as in the study).")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Nucleus sampling (default: the model's, 1.0 as in the study).")
+@click.option("--sampling-top-k", type=click.IntRange(min=0), default=None,
+              help="Sample among the k likeliest tokens, 0 for all (default: the model's, 40).")
+@click.option("--repeat-penalty", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Penalty on recently generated tokens, 1.0 for none (default: the "
+                   "model's, 1.1 as in the study's stack).")
+@click.option("--repeat-last-n", type=click.IntRange(min=0), default=None,
+              help="How many recent tokens the penalty looks at (default: the model's, 64).")
+@click.option("--seed", type=click.IntRange(min=0), default=None,
+              help="Sampling seed (default: the model's, 0).")
+@click.option("--prompt", "prompt_name", metavar="NAME", default=None,
+              help="Prompt template: ragfleet, study, or one of yours (see `ragfleet prompts`).")
 @click.option("--queue-anyway", is_flag=True, help="Queue work for models with no running pool.")
 @click.option("--resume", "resume_id", metavar="BATCH",
               help="Run again only what is missing or failed in BATCH.")
 @click.option("--wait/--no-wait", default=None,
               help="Wait until the batch finishes (default: when stdout is a terminal).")
+@timeout_option
 @json_option
-def ask(questions, collection, models, top_k, bm25_weight, max_tokens, temperature, queue_anyway,
-        resume_id, wait, as_json):
+def ask(questions, collection, models, top_k, bm25_weight, max_tokens, temperature, top_p,
+        sampling_top_k, repeat_penalty, repeat_last_n, seed, prompt_name, queue_anyway,
+        resume_id, wait, timeout, as_json):
     """Ask every question of QUESTIONS (CSV or JSONL) to every --model, from one collection."""
     session = connect()
     client, app = session.client, session.sender()
@@ -46,8 +66,11 @@ def ask(questions, collection, models, top_k, bm25_weight, max_tokens, temperatu
     else:
         if questions is None or not collection:
             raise UsageError("give QUESTIONS and --collection (or --resume BATCH)")
-        params = {"top_k": top_k, "bm25_weight": bm25_weight, "max_tokens": max_tokens,
-                  "temperature": temperature}
+        sampling = SamplingOverrides(temperature=temperature, top_p=top_p, top_k=sampling_top_k,
+                                     repeat_penalty=repeat_penalty,
+                                     repeat_last_n=repeat_last_n, seed=seed)
+        params = batch_client.batch_params(session.settings, top_k, bm25_weight, max_tokens,
+                                           sampling, prompt_name)
         batch_id, without_pool = batch_client.submit(
             app, client, load_catalog(session.settings.catalog_path), questions, collection,
             list(models), params, queue_anyway)
@@ -56,7 +79,8 @@ def ask(questions, collection, models, top_k, bm25_weight, max_tokens, temperatu
     if wait is None:
         wait = sys.stdout.isatty()
     if wait:
-        batch = batch_client.wait(client, batch_id, on_progress=batch_progress(sys.stderr.isatty()))
+        batch = batch_client.wait(client, batch_id, on_progress=batch_progress(sys.stderr.isatty()),
+                                  timeout_s=timeout)
     else:
         batch = batch_store.get(client, batch_id)
     if as_json:
@@ -69,11 +93,13 @@ def ask(questions, collection, models, top_k, bm25_weight, max_tokens, temperatu
 
 @click.command()
 @click.argument("batch_id", metavar="BATCH")
+@timeout_option
 @json_option
-def watch(batch_id, as_json):
-    """Live progress per model; returns when the batch is finished."""
+def watch(batch_id, timeout, as_json):
+    """Live progress per model; returns when the batch is finished (or exits 1 at --timeout)."""
     client = connect().client
-    batch = batch_client.wait(client, batch_id, on_progress=batch_progress(sys.stderr.isatty()))
+    batch = batch_client.wait(client, batch_id, on_progress=batch_progress(sys.stderr.isatty()),
+                              timeout_s=timeout)
     if as_json:
         emit_json(batch)
     else:

@@ -50,11 +50,11 @@ def collections_show(name, as_json):
 @json_option
 def collections_delete(name, as_json):
     """Delete a collection and all its versions."""
-    m = collection_store.delete(connect().client, collection_store.check_name(name))
+    version = collection_store.delete(connect().client, collection_store.check_name(name))
     if as_json:
-        emit_json({"deleted": m.name, "version": m.version})
+        emit_json({"deleted": name, "version": version})
     else:
-        click.echo(f"deleted collection {m.name} (was at version {m.version})")
+        click.echo(f"deleted collection {name} (was at version {version})")
 
 
 COMMANDS = (collections,)

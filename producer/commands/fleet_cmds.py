@@ -60,11 +60,11 @@ def _print_status(state: dict, as_json: bool) -> None:
     rows = [
         (p["model"], p["queue"], p["workers"], p["state"], p["backend"] or "-",
          p["n_threads"] or "-", p["parallel"] or "-", p["model_file"] or "-",
-         human_size(p["model_size"]), p["queued"])
+         human_size(p["model_size"]), human_size(p["rss_bytes"]), p["queued"])
         for p in state["pools"]
     ]
     click.echo(table(("POOL", "QUEUE", "WORKERS", "STATE", "BACKEND", "THREADS", "PARALLEL",
-                      "MODEL FILE", "SIZE", "QUEUED"), rows))
+                      "MODEL FILE", "SIZE", "MEMORY", "QUEUED"), rows))
 
 
 COMMANDS = (up, down, status)

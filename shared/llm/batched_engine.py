@@ -23,7 +23,8 @@ from shared.errors import ModelUnavailable, RagfleetError
 from shared.llm.catalog import ModelSettings
 from shared.llm.codec import PromptCodec
 from shared.llm.engine import decode_rate, detect_backend
-from shared.llm.requests import ChatMessage, GenerationRequest, GenerationResult
+from shared.llm.requests import ChatMessage, GenerationRequest, GenerationResult, Sampling
+from shared.llm.vocab import quantization
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class _Sequence:
     """One request in flight: its slot (sequence id), its sampler and its progress."""
 
     request: GenerationRequest
+    sampling: Sampling
     prompt: list[int]
     stop: list[str]
     max_tokens: int
@@ -69,7 +71,7 @@ class BatchedEngine:
     """A loaded GGUF model answering up to `parallel` requests at once. Thread-safe."""
 
     def __init__(self, model: ModelSettings, path: Path, n_threads: int, parallel: int,
-                 seed: int = 0, prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+                 prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
                  unified_kv: bool = False):
         import llama_cpp
         from llama_cpp import _internals  # pinned llama-cpp-python: the low-level wrappers
@@ -82,7 +84,6 @@ class BatchedEngine:
         self.model = model
         self.path = path
         self.parallel = parallel
-        self.seed = seed
         self.backend = detect_backend()
         started = time.perf_counter()
         model_params = llama_cpp.llama_model_default_params()
@@ -112,6 +113,7 @@ class BatchedEngine:
                 f"model {model.name!r}: llama.cpp cannot load {path}: {exc}") from None
         self.prefill_chunk = prefill_chunk
         self.codec = PromptCodec(model, self._model)
+        self.quantization = quantization(self._model.metadata())
         self.render = self.codec.render
         self.load_s = time.perf_counter() - started
         self._waiting: queue.Queue[_Sequence | None] = queue.Queue()
@@ -139,7 +141,8 @@ class BatchedEngine:
         with self._closing:  # never queued after the scheduler's last look at the queue
             if self._closed.is_set():
                 raise EngineClosed(f"the engine of {self.model.name} is closed")
-            self._waiting.put(_Sequence(request=request, prompt=prompt, stop=stop,
+            self._waiting.put(_Sequence(request=request, sampling=self.codec.sampling(request),
+                                        prompt=prompt, stop=stop,
                                         max_tokens=max_tokens, future=future,
                                         submitted=time.perf_counter()))
         return future
@@ -183,24 +186,26 @@ class BatchedEngine:
             if seq.future.cancelled():
                 continue
             seq.slot = self._free_slots.pop(0)
-            seq.sampler = self._sampler(seq.request)
+            seq.sampler = self._sampler(seq.sampling)
             budget = seq.request.time_budget_s
             seq.deadline = seq.submitted + budget if budget else None
             self._active.append(seq)
 
-    def _sampler(self, request: GenerationRequest):
-        """The same chain llama-cpp-python's create_completion builds: greedy at temperature 0,
-        else top-k 40, top-p, min-p 0.05, temperature, seeded draw."""
-        temperature, top_p = self.codec.sampling(request)
+    def _sampler(self, sampling: Sampling):
+        """The same chain llama-cpp-python's create_completion builds: the repeat penalty over
+        the last tokens generated, then greedy at temperature 0, else top-k, top-p, min-p 0.05,
+        temperature and a seeded draw."""
         sampler = self._internals.LlamaSampler()
-        if temperature == 0:
+        sampler.add_penalties(self._model.n_vocab(), sampling.repeat_last_n,
+                              sampling.repeat_penalty, 0.0, 0.0)
+        if sampling.temperature == 0:
             sampler.add_greedy()
         else:
-            sampler.add_top_k(40)
-            sampler.add_top_p(top_p, 1)
+            sampler.add_top_k(sampling.top_k)
+            sampler.add_top_p(sampling.top_p, 1)
             sampler.add_min_p(0.05, 1)
-            sampler.add_temp(temperature)
-            sampler.add_dist(self.seed)
+            sampler.add_temp(sampling.temperature)
+            sampler.add_dist(sampling.seed)
         return sampler
 
     def _step(self) -> None:
@@ -279,6 +284,8 @@ class BatchedEngine:
             total_s=now - seq.submitted,
             tokens_per_s=decode_rate(len(seq.tokens), generation_s),
             token_ids=list(seq.tokens),
+            sampling=seq.sampling,
+            max_tokens=seq.max_tokens,
         ))
 
     def _release(self, seq: _Sequence) -> None:

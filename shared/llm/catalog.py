@@ -42,8 +42,14 @@ class ModelSettings(BaseModel):
     n_gpu_layers: int = -1
     n_threads: int | None = Field(default=None, gt=0)
     chat_format: str | None = None
+    # Sampling: the study stack's (LangChain's LlamaCpp) unless the catalog says otherwise.
     temperature: float = Field(default=0.01, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)
+    top_k: int = Field(default=40, ge=0)
+    repeat_penalty: float = Field(default=1.1, gt=0,
+                                  description="small models at temperature ~0 loop without it")
+    repeat_last_n: int = Field(default=64, ge=0, description="tokens the repeat penalty sees")
+    seed: int = Field(default=0, ge=0, description="fixed: the same batch gives the same answers")
     max_tokens: int = Field(default=512, gt=0)
     parallel: int = Field(default=1, ge=1, le=64,
                           description="sequences decoded together (continuous batching)")

@@ -50,6 +50,38 @@ def chatml(messages: list[ChatMessage]) -> RenderedPrompt:
 BUILT_IN: dict[str, Formatter] = {"gemma": gemma, "chatml": chatml}
 
 
+FALLBACK = "chatml"  # for a GGUF with no template
+_PROBE_SYSTEM, _PROBE_USER = "ragfleet-probe-system", "ragfleet-probe-user"
+
+
+class TemplateUnusable(Exception):
+    """The GGUF's template cannot render even a single user turn."""
+
+
+def from_gguf(template: str, bos_token: str, eos_token: str) -> tuple[Formatter, str]:
+    """The GGUF's own template, and how it is used. Many templates refuse a system message
+    (Mistral Instruct's raises "Conversation roles must alternate ...") or drop it silently:
+    found out by rendering one, not from the model's name; then the instruction is folded into
+    the first user turn, as Gemma's template does itself."""
+    render = from_jinja(template, bos_token, eos_token)
+    probe = [ChatMessage(role="system", content=_PROBE_SYSTEM),
+             ChatMessage(role="user", content=_PROBE_USER)]
+    try:
+        text = render(probe).text
+        if _PROBE_SYSTEM in text and _PROBE_USER in text:
+            return render, "gguf"
+    except Exception:  # jinja2's raise_exception, or an error of the template itself
+        pass
+    try:
+        folded = render(_fold_system(probe)).text
+    except Exception as exc:
+        raise TemplateUnusable(f"its chat template cannot render a user turn: {exc}") from None
+    if _PROBE_SYSTEM not in folded or _PROBE_USER not in folded:
+        raise TemplateUnusable("its chat template drops the user's message")
+    return (lambda messages: render(_fold_system(messages))), \
+        "gguf (refuses a system turn: instruction folded into the first user turn)"
+
+
 def from_jinja(template: str, bos_token: str, eos_token: str) -> Formatter:
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 

@@ -16,6 +16,8 @@ class Engine(Protocol):
     model: ModelSettings  # the catalog entry it was loaded from
     path: Path  # the GGUF file
     backend: str  # cpu, cuda, metal, ...
+    load_s: float  # how long loading the model took
+    quantization: str  # Q4_1, Q4_K_M, ... (from the GGUF)
 
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         """Prompt tokens of these messages in the model's own chat template."""

@@ -12,6 +12,7 @@ from shared.llm.catalog import ModelSettings
 from shared.llm.codec import PromptCodec
 from shared.llm.engine import decode_rate, detect_backend
 from shared.llm.requests import ChatMessage, GenerationRequest, GenerationResult
+from shared.llm.vocab import quantization
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 class LlamaEngine:
     """One loaded GGUF model. Not thread-safe: one request at a time."""
 
-    def __init__(self, model: ModelSettings, path: Path, n_threads: int, seed: int = 0):
+    def __init__(self, model: ModelSettings, path: Path, n_threads: int):
         from llama_cpp import Llama
 
         self.model = model
@@ -33,7 +34,6 @@ class LlamaEngine:
                 n_threads=n_threads,
                 n_threads_batch=n_threads,
                 n_gpu_layers=model.n_gpu_layers if self.backend != "cpu" else 0,
-                seed=seed,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -41,6 +41,7 @@ class LlamaEngine:
                 f"model {model.name!r}: llama.cpp cannot load {path}: {exc}") from None
         self.load_s = time.perf_counter() - started
         self.codec = PromptCodec(model, self.llm._model)  # the Llama's own vocabulary
+        self.quantization = quantization(self.llm.metadata)
         self.render = self.codec.render
         log.info("loaded %s from %s in %.1f s on %s", model.name, path, self.load_s, self.backend)
 
@@ -53,7 +54,8 @@ class LlamaEngine:
     def generate(self, request: GenerationRequest) -> GenerationResult:
         """Stream the answer so time to first token is measured apart from decoding."""
         prompt, stop, max_tokens = self.codec.prompt(request)
-        temperature, top_p = self.codec.sampling(request)
+        sampling = self.codec.sampling(request)
+        self.llm.last_n_tokens_size = sampling.repeat_last_n  # read when its sampler is built
         started = time.perf_counter()
         first = None
         parts: list[str] = []
@@ -63,8 +65,11 @@ class LlamaEngine:
         stream = self.llm.create_completion(
             prompt,
             max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            top_k=sampling.top_k,
+            repeat_penalty=sampling.repeat_penalty,
+            seed=sampling.seed,
             stop=stop,
             stream=True,
         )
@@ -93,4 +98,6 @@ class LlamaEngine:
             generation_s=generation_s,
             total_s=ended - started,
             tokens_per_s=decode_rate(completion_tokens, generation_s),
+            sampling=sampling,
+            max_tokens=max_tokens,
         )

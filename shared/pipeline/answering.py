@@ -19,9 +19,16 @@ import redis
 
 from shared.errors import UsageError
 from shared.llm.engine import Engine
-from shared.llm.requests import GenerationRequest
+from shared.llm.memory import process_memory
+from shared.llm.requests import GenerationRequest, SamplingOverrides
 from shared.retrieval.fusion import retrieve
-from shared.retrieval.prompts import fit_prompt
+from shared.retrieval.prompts import (
+    BUILT_IN,
+    DEFAULT_MIN_ANSWER_TOKENS,
+    DEFAULT_PROMPT,
+    PromptTemplate,
+    fit_prompt,
+)
 from shared.state import batch_store
 from shared.state.collection_cache import CollectionCache
 
@@ -164,24 +171,31 @@ def answer_unit(client: redis.Redis, engine: Callable[[], Engine], batch_id: str
 
 def generate_answer(engine: Engine, batch: dict, model: str, question: str, retrieved: dict,
                     queue_s: float, time_limit_s: float | None = None) -> dict:
-    """The model's answer with every timing; contexts trimmed to fit the context window."""
+    """The model's answer with every timing; contexts trimmed to fit the context window, the
+    answer capped at the room left."""
     started = time.perf_counter()
     started_at = time.time()
-    max_tokens = batch["params"].get("max_tokens") or engine.model.max_tokens
-    messages, kept, _ = fit_prompt(question, retrieved["contexts"], engine.count_tokens,
-                                   engine.model.n_ctx, max_tokens)
+    params = batch["params"]
+    template = batch_prompt(params)
+    fitted = fit_prompt(question, retrieved["contexts"], engine.count_tokens, engine.model.n_ctx,
+                        params.get("max_tokens") or engine.model.max_tokens, template,
+                        params.get("min_answer_tokens") or DEFAULT_MIN_ANSWER_TOKENS)
     prompt_s = time.perf_counter() - started
     result = engine.generate(GenerationRequest(
-        model=model, messages=messages, max_tokens=max_tokens,
-        temperature=batch["params"].get("temperature"), time_budget_s=time_limit_s))
+        model=model, messages=fitted.messages, max_tokens=fitted.max_tokens,
+        time_budget_s=time_limit_s, **batch_sampling(params).model_dump(exclude_none=True)))
     if result.finish_reason == "time_limit":
         raise OverTimeLimit(f"generation exceeded the time limit of {time_limit_s:.0f} s")
+    kept = fitted.contexts_kept
     return {
         "answer": result.text,
         "finish_reason": result.finish_reason,
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
+        "max_tokens": fitted.max_tokens,  # the cap it ran with
         "tokens_per_s": result.tokens_per_s,
+        "sampling": result.sampling.model_dump() if result.sampling else None,
+        "prompt": template.label,
         "contexts_used": kept,
         "pages": [f"{c['document']}#page={c['page']}" for c in retrieved["contexts"][:kept]],
         "retrieval_s": retrieved["retrieval_s"],
@@ -193,10 +207,26 @@ def generate_answer(engine: Engine, batch: dict, model: str, question: str, retr
         "total_s": retrieved["retrieval_s"] + queue_s + prompt_s + result.total_s,
         "model_file": engine.path.name,
         "model_size": engine.path.stat().st_size,
+        "quantization": engine.quantization,
+        "load_s": engine.load_s,
         "backend": engine.backend,
+        **{f"pool_{k}": v for k, v in process_memory().items()},  # pool_rss_bytes, pool_peak..
         "started_at": started_at,  # wall clock, for gaps between a pool's tasks
         "finished_at": time.time(),
     }
+
+
+def batch_prompt(params: dict) -> PromptTemplate:
+    """The template a batch was created with (stored whole, so a worker on any machine has it);
+    batches from before templates used the default one."""
+    stored = params.get("prompt")
+    return PromptTemplate.model_validate(stored) if stored else BUILT_IN[DEFAULT_PROMPT]
+
+
+def batch_sampling(params: dict) -> SamplingOverrides:
+    """The sampling settings a batch asked for (unset ones take each model's catalog values);
+    batches from before these settings recorded only a temperature."""
+    return SamplingOverrides(**params.get("sampling", {"temperature": params.get("temperature")}))
 
 
 # -- step 3: score (cpu) ----------------------------------------------------------------------

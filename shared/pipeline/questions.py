@@ -101,8 +101,8 @@ def _csv_rows(text: str, name: str):
 
 
 def _to_questions(rows, name: str) -> list[Question]:
-    questions: list[Question] = []
-    seen: dict[str, int] = {}
+    parsed: list[tuple[str | None, str, str | None, tuple[str, ...]]] = []
+    given_on: dict[str, int] = {}  # explicit id -> its line
     for number, row in rows:
         text = row.get("question")
         if not isinstance(text, str) or not text.strip():
@@ -119,14 +119,28 @@ def _to_questions(rows, name: str) -> list[Question]:
             reference, sources = split_citations(reference)
         given = row.get("id")
         qid = str(given).strip() if given not in (None, "") else None
-        if qid is None:
-            qid = stable_id(text)
-            if qid in seen:  # the same text twice without ids: keep both, answered once
-                qid = f"{qid}-{sum(1 for q in questions if q.id.startswith(qid)) + 1}"
-        elif qid in seen:
-            raise BadQuestions(f"{name} line {number}: duplicate id {qid!r} (first on line {seen[qid]})")
-        seen[qid] = number
-        questions.append(Question(qid, text, reference or None, sources))
-    if not questions:
+        if qid is not None:
+            if qid in given_on:
+                raise BadQuestions(f"{name} line {number}: duplicate id {qid!r} "
+                                   f"(first on line {given_on[qid]})")
+            given_on[qid] = number
+        parsed.append((qid, text, reference or None, sources))
+    if not parsed:
         raise BadQuestions(f"{name}: no questions in the file")
+    # Generated ids: the stable id of the text, "-2", "-3"... for its repeats, skipping every id
+    # already taken (explicit ones anywhere in the file included), so no two questions share one.
+    taken = set(given_on)
+    next_suffix: dict[str, int] = {}
+    questions = []
+    for qid, text, reference, sources in parsed:
+        if qid is None:
+            base = stable_id(text)
+            n = next_suffix.get(base, 1)
+            qid = base if n == 1 else f"{base}-{n}"
+            while qid in taken:
+                n += 1
+                qid = f"{base}-{n}"
+            next_suffix[base] = n + 1
+            taken.add(qid)
+        questions.append(Question(qid, text, reference, sources))
     return questions

@@ -50,12 +50,25 @@ def to_json(report: dict) -> str:
     return json.dumps(report, indent=2)
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_cell(value):
+    """Text that a spreadsheet would run as a formula, quoted as OWASP advises; numbers (which
+    are not text here) stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def to_csv(report: dict) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in report["results"]:
-        writer.writerow({**row, "pages": " ".join(row.get("pages") or [])})
+        row = {**row, "pages": " ".join(row.get("pages") or [])}
+        writer.writerow({k: safe_cell(v) for k, v in row.items()})
     return out.getvalue()
 
 
@@ -80,7 +93,7 @@ def to_seed(report: dict) -> str:
     for r in report["results"]:
         if r.get("error") or r.get("cancelled"):
             continue
-        question = " ".join(r["question"].split()).replace(";", ",")
+        question = safe_cell(" ".join(r["question"].split()).replace(";", ","))
         cosine = "" if r["cosine"] is None else f"{r['cosine']:.4f}"
-        lines.append(f"{r['model']};{question};{cosine};{r['response_s']:.3f}")
+        lines.append(f"{safe_cell(r['model'])};{question};{cosine};{r['response_s']:.3f}")
     return "\n".join(lines) + "\n"

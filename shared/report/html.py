@@ -65,17 +65,29 @@ def latency_box(report: dict) -> go.Figure:
     return figure
 
 
-def accuracy_vs_latency(report: dict) -> go.Figure:
-    summary = [s for s in report["summary"] if s["cosine_mean"] is not None and s["latency_p50_s"]]
+def _accuracy_against(report: dict, x_of, title: str, x_title: str) -> go.Figure:
+    """Mean cosine (with its 95% interval) of each model against one of its costs."""
+    summary = [s for s in report["summary"] if s["cosine_mean"] is not None and x_of(s)]
     errors = [((s["cosine_ci95"] or [s["cosine_mean"]] * 2)[1] - s["cosine_mean"]) for s in summary]
     figure = go.Figure(go.Scatter(
-        x=[s["latency_p50_s"] for s in summary], y=[s["cosine_mean"] for s in summary],
+        x=[x_of(s) for s in summary], y=[s["cosine_mean"] for s in summary],
         mode="markers+text", text=[s["model"] for s in summary], textposition="top center",
         marker={"size": 16}, error_y={"type": "data", "array": errors, "visible": True}))
-    figure.update_layout(title="Which model is worth its time: mean cosine against median latency",
-                         xaxis_title="median response time (s)", yaxis_title="mean cosine",
-                         height=420)
+    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title="mean cosine", height=420)
     return figure
+
+
+def accuracy_vs_latency(report: dict) -> go.Figure:
+    return _accuracy_against(report, lambda s: s["latency_p50_s"],
+                             "Which model is worth its time: mean cosine against median latency",
+                             "median response time (s)")
+
+
+def accuracy_vs_memory(report: dict) -> go.Figure:
+    return _accuracy_against(
+        report, lambda s: s.get("peak_rss_bytes") and s["peak_rss_bytes"] / 2**20,
+        "Which model fits the machine: mean cosine against the pool's peak memory",
+        "peak resident memory of the pool (MiB)")
 
 
 def _summary_table(report: dict) -> str:
@@ -85,6 +97,29 @@ def _summary_table(report: dict) -> str:
     pairs = "".join(f"<li>{html.escape(line)}</li>" for line in exports.paired_lines(report))
     return (f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
             + (f"<ul>{pairs}</ul>" if pairs else ""))
+
+
+def _mib(size: int | None) -> str:
+    return "-" if not size else f"{size / 2**20:.0f} MiB"
+
+
+def _settings_table(report: dict) -> str:
+    """Each model's file and memory, and how it was asked (prompt template, sampling), as its
+    answers recorded them."""
+    names = ("temperature", "top_p", "top_k", "repeat_penalty", "repeat_last_n", "seed")
+    rows = "".join(
+        f"<tr><td>{html.escape(s['model'])}</td>"
+        f"<td>{html.escape(s.get('quantization') or '-')}</td><td>{_mib(s.get('model_size'))}</td>"
+        f"<td>{_mib(s.get('peak_rss_bytes'))}</td>"
+        f"<td>{'-' if s.get('load_s') is None else format(s['load_s'], '.1f') + ' s'}</td>"
+        f"<td>{html.escape(s.get('prompt') or '-')}</td>"
+        + "".join(f"<td>{(s.get('sampling') or {}).get(n, '-')}</td>" for n in names)
+        + f"<td>{'-'.join(str(v) for v in s.get('max_tokens_range') or ['-'])}</td></tr>"
+        for s in report["summary"])
+    head = "".join(f"<th>{h}</th>" for h in ("model", "quantization", "file", "peak memory",
+                                             "load", "prompt", *names, "max new tokens"))
+    return (f"<h2>Models and settings</h2><table class='settings'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
 
 
 def _cosine_text(r: dict) -> str:
@@ -116,6 +151,7 @@ def render(report: dict) -> str:
         _chart(treemap(report), "chart-treemap", first=True),
         _chart(latency_box(report), "chart-latency", first=False),
         _chart(accuracy_vs_latency(report), "chart-tradeoff", first=False),
+        _chart(accuracy_vs_memory(report), "chart-memory", first=False),
     ]
     created = datetime.fromtimestamp(batch["created_at"], UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""<!doctype html>
@@ -135,6 +171,7 @@ status {html.escape(batch['status'])}; created {created}.
 top-k {batch['params']['top_k']}, BM25 weight {batch['params']['bm25_weight']}.</p>
 <h2>Summary</h2>
 {_summary_table(report)}
+{_settings_table(report)}
 {''.join(charts)}
 {_answers_table('Worst-scored answers', worst)}
 {_answers_table('Slowest answers', slowest)}

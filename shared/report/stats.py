@@ -28,6 +28,10 @@ def _percentile(values, q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
 
 
+def _span(values: list[int]) -> list[int] | None:
+    return [min(values), max(values)] if values else None
+
+
 def model_summary(model: str, results: list[dict]) -> dict:
     ok = [r for r in results if not r.get("error") and not r.get("cancelled")]
     failed = [r for r in results if r.get("error")]
@@ -50,6 +54,17 @@ def model_summary(model: str, results: list[dict]) -> dict:
         "ttft_p50_s": _percentile(ttft, 50),
         "tokens_per_s": gen_tokens / gen_time if gen_time > 0 else None,
         "model_file": next((r.get("model_file") for r in ok), None),
+        # what the model costs in memory and start-up: the pool process, model and KV cache
+        "model_size": next((r.get("model_size") for r in ok), None),
+        "quantization": next((r["quantization"] for r in ok if r.get("quantization")), None),
+        "load_s": max((r["load_s"] for r in ok if r.get("load_s") is not None), default=None),
+        "peak_rss_bytes": max((r["pool_peak_rss_bytes"] for r in ok
+                               if r.get("pool_peak_rss_bytes")), default=None),
+        # how it was asked: the same for every answer of a model in a batch
+        "sampling": next((r["sampling"] for r in ok if r.get("sampling")), None),
+        "prompt": next((r["prompt"] for r in ok if r.get("prompt")), None),
+        # caps on new tokens: the room each prompt left, at most what was asked
+        "max_tokens_range": _span([r["max_tokens"] for r in ok if r.get("max_tokens")]),
     }
 
 

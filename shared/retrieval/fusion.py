@@ -37,6 +37,7 @@ def retrieve(index: SearchIndex, query: str, query_vector: np.ndarray, top_k: in
     """The top_k chunks for a query: each retriever proposes fetch_k, fusion ranks them."""
     if not 0 <= bm25_weight <= 1:
         raise ValueError("bm25_weight must be between 0 and 1")
+    fetch_k = max(fetch_k, top_k)  # fewer candidates than top_k would cut the answer short
     lexical = [i for i, _ in index.bm25_search(query, fetch_k)]
     semantic = index.mmr_search(query_vector, k=fetch_k, fetch_k=max(fetch_k, 2 * fetch_k))
     return fuse([lexical, semantic], [bm25_weight, 1 - bm25_weight])[:top_k]

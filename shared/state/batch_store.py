@@ -48,6 +48,34 @@ return redis.call('HGET', KEYS[1], 'status')
 """
 
 
+# For --resume, atomic and idempotent: a result is forgotten (and its counters decremented)
+# only by the call that deleted it, so two resumes or a retried call cannot decrement twice.
+_REOPEN = r"""
+-- KEYS: batch hash, results hash, answers hash, unsent units set. ARGV: now
+local s = redis.call('HGET', KEYS[1], 'status')
+if s ~= 'completed' and s ~= 'failed' and s ~= 'cancelled' then return 0 end
+local forgotten = 0
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  local r = cjson.decode(all[i + 1])
+  local outcome = nil
+  if r.cancelled == true then outcome = 'cancelled'
+  elseif type(r.error) == 'string' and r.error ~= '' then outcome = 'failed' end
+  if outcome and type(r.unit) == 'string' and redis.call('HDEL', KEYS[2], all[i]) == 1 then
+    redis.call('HINCRBY', KEYS[1], outcome, -1)
+    redis.call('HINCRBY', KEYS[1], outcome .. ':' .. r.model, -1)
+    redis.call('HDEL', KEYS[3], r.unit .. '\t' .. r.model)
+    redis.call('SADD', KEYS[4], r.unit)
+    forgotten = forgotten + 1
+  end
+end
+if forgotten > 0 then
+  redis.call('HSET', KEYS[1], 'status', 'queued', 'updated_at', ARGV[1])
+  redis.call('HDEL', KEYS[1], 'finished_at')
+end
+return forgotten
+"""
+
 _CANCEL = """
 local s = redis.call('HGET', KEYS[1], 'status')
 if s == 'queued' or s == 'running' then redis.call('HSET', KEYS[1], 'status', 'cancelling') end
@@ -83,12 +111,15 @@ def new_id() -> str:
 
 def create(client: redis.Redis, batch_id: str, meta: dict, questions: list[dict],
            units: dict[str, list[str]]) -> None:
-    """meta: collection, version, models, params. units: distinct question text -> its ids."""
+    """meta: collection, version, models, params. units: distinct question text -> its ids.
+    Every unit starts unsent; the producer marks each sent after sending it (mark_sent)."""
     now = time.time()
     total = len(questions) * len(meta["models"])
     with client.pipeline(transaction=True) as pipe:
         pipe.set(keys.batch_key(batch_id, "questions"), json.dumps(questions))
         pipe.set(keys.batch_key(batch_id, "units"), json.dumps(units))
+        if units:
+            pipe.sadd(keys.batch_key(batch_id, "unsent"), *units)
         pipe.hset(keys.batch_key(batch_id), mapping={
             "id": batch_id, "meta": json.dumps(meta), "status": QUEUED, "total": total,
             "completed": 0, "failed": 0, "cancelled": 0, "created_at": now, "updated_at": now,
@@ -123,6 +154,23 @@ def questions(client: redis.Redis, batch_id: str) -> list[dict]:
 
 def units(client: redis.Redis, batch_id: str) -> dict[str, list[str]]:
     return json.loads(client.get(keys.batch_key(batch_id, "units")) or "{}")
+
+
+def mark_sent(client: redis.Redis, batch_id: str, unit: str) -> None:
+    """The unit's retrieve task is sent: --resume will not send it again."""
+    client.srem(keys.batch_key(batch_id, "unsent"), unit)
+
+
+def unsent(client: redis.Redis, batch_id: str) -> dict[str, list[tuple[str, str]]]:
+    """Units not known to be sent (an interrupted ask or resume, or reopened), each with its
+    (question id, model) pairs that have no result yet."""
+    names = {_s(u) for u in client.smembers(keys.batch_key(batch_id, "unsent"))}
+    if not names:
+        return {}
+    models = get(client, batch_id)["models"]
+    stored = {_s(f) for f in client.hkeys(keys.batch_key(batch_id, "results"))}
+    return {unit: [(q, m) for q in ids for m in models if result_field(q, m) not in stored]
+            for unit, ids in units(client, batch_id).items() if unit in names}
 
 
 def mark_started(client: redis.Redis, batch_id: str) -> str:
@@ -197,32 +245,22 @@ def cancel(client: redis.Redis, batch_id: str) -> str:
     return status(client, batch_id)
 
 
-def reopen(client: redis.Redis, batch_id: str) -> list[tuple[str, str]]:
-    """For --resume: forget failed and cancelled results so they run again. Returns the
-    (question id, model) pairs that have no result now."""
-    batch = get(client, batch_id)
-    if batch["status"] in (QUEUED, RUNNING, CANCELLING):
-        raise UsageError(f"batch {batch_id} is still {batch['status']}: resume it when it is done")
-    fields = {_s(k): json.loads(v) for k, v in
-              client.hgetall(keys.batch_key(batch_id, "results")).items()}
-    redo = {f: r for f, r in fields.items() if r.get("error") or r.get("cancelled")}
-    missing = [(q["id"], m) for q in questions(client, batch_id) for m in batch["models"]
-               if result_field(q["id"], m) not in fields or result_field(q["id"], m) in redo]
-    if not missing:
-        return []
-    with client.pipeline(transaction=True) as pipe:
-        for field, result in redo.items():
-            outcome = "cancelled" if result.get("cancelled") else "failed"
-            pipe.hdel(keys.batch_key(batch_id, "results"), field)
-            pipe.hincrby(keys.batch_key(batch_id), outcome, -1)
-            pipe.hincrby(keys.batch_key(batch_id), f"{outcome}:{result['model']}", -1)
-            if result.get("unit"):
-                pipe.hdel(keys.batch_key(batch_id, "answers"),
-                          answer_field(result["unit"], result["model"]))
-        pipe.hset(keys.batch_key(batch_id), mapping={"status": RUNNING, "updated_at": time.time()})
-        pipe.hdel(keys.batch_key(batch_id), "finished_at")
-        pipe.execute()
-    return missing
+def reopen(client: redis.Redis, batch_id: str) -> int:
+    """For --resume: forget the failed and cancelled results of a finished batch and mark their
+    units unsent, so the caller sends them again (see unsent). Returns how many results were
+    forgotten. A batch still in progress is refused, unless some of its units were never sent:
+    nothing is working on those."""
+    state = status(client, batch_id)
+    if state is None:
+        raise UnknownBatch(f"unknown batch {batch_id!r}")
+    if state in FINISHED:
+        return int(client.eval(_REOPEN, 4, keys.batch_key(batch_id),
+                               keys.batch_key(batch_id, "results"),
+                               keys.batch_key(batch_id, "answers"),
+                               keys.batch_key(batch_id, "unsent"), time.time()))
+    if state == CANCELLING or not client.exists(keys.batch_key(batch_id, "unsent")):
+        raise UsageError(f"batch {batch_id} is still {state}: resume it when it is done")
+    return 0
 
 
 def list_batches(client: redis.Redis, limit: int = 50) -> list[dict]:

@@ -5,6 +5,9 @@ decoded by shared.retrieval.indexes) are written under their own keys; the colle
 moves to it only when all are stored, in one transaction, so a failed or killed ingestion leaves
 the previous version current. The version before the current
 one is kept for readers still holding it; older ones are deleted.
+
+Version numbers are never reused, not even after a delete: workers cache a version by name and
+number, and must not mistake a re-created collection's version for the deleted one's.
 """
 
 from __future__ import annotations
@@ -105,30 +108,38 @@ def save(client: redis.Redis, meta: Manifest, parts: dict[str, bytes]) -> int:
             pipe.sadd(keys.COLLECTIONS_SET, name)
             pipe.execute()
     except BaseException:
-        _delete_version(client, name, number)
+        # The transaction may have run before the error (a time limit while its reply was read):
+        # then the new version is current and must stay.
+        if current_version(client, name) != number:
+            _delete_version(client, name, number)
         raise
     _prune(client, name, keep={number, previous})
     return number
 
 
-def delete(client: redis.Redis, name: str) -> Manifest:
-    meta = manifest(client, name)
-    versions = _versions(client, name)
+def delete(client: redis.Redis, name: str) -> int | None:
+    """Delete a collection's pointer and every stored part of its versions, even of incomplete
+    ones. Returns the version that was current. The version counter stays (see above)."""
+    current = current_version(client, name)
+    versions = _versions(client, name) | ({current} if current else set())
+    if current is None and not versions:
+        raise UnknownCollection(f"unknown collection {name!r}")
     with client.pipeline(transaction=True) as pipe:
-        pipe.delete(keys.collection_key(name), keys.collection_version_counter(name))
+        pipe.delete(keys.collection_key(name))
         pipe.srem(keys.COLLECTIONS_SET, name)
         for v in versions:
             pipe.delete(*[keys.collection_version_key(name, v, p) for p in PARTS])
         pipe.execute()
-    return meta
+    return current
 
 
 def _versions(client: redis.Redis, name: str) -> set[int]:
-    pattern = keys.collection_version_key(name, 0, "manifest").replace(":v0:", ":v*:")
+    """Versions with any stored part (a version missing its manifest included)."""
+    pattern = keys.collection_version_key(name, 0, "*").replace(":v0:", ":v*:")
     found = set()
     for key in client.scan_iter(match=pattern, count=500):
         key = key.decode() if isinstance(key, bytes) else key
-        m = re.search(r":v(\d+):manifest$", key)
+        m = re.search(rf":v(\d+):({'|'.join(PARTS)})$", key)
         if m:
             found.add(int(m.group(1)))
     return found

@@ -52,6 +52,7 @@ BATCHES_INDEX = f"{PREFIX}:batches"  # sorted set: batch id by creation time
 
 
 def batch_key(batch_id: str, part: str | None = None) -> str:
-    """part: None (status and counters), questions, units, contexts, answers or results."""
+    """part: None (status and counters), questions, units, unsent (units whose retrieve task is
+    not known to be sent), contexts, answers or results."""
     base = f"{PREFIX}:batch:{batch_id}"
     return f"{base}:{part}" if part else base

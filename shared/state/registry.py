@@ -35,9 +35,10 @@ class WorkerInfo(BaseModel):
     started_at: float
 
 
-def publish(client: redis.Redis, info: WorkerInfo, state: str, ttl_s: int) -> None:
-    """Write (or refresh) a worker's entry; it expires ttl_s after the last refresh."""
-    entry = {**info.model_dump(), "state": state}
+def publish(client: redis.Redis, info: WorkerInfo, status: dict, ttl_s: int) -> None:
+    """Write (or refresh) a worker's entry with its changing status (state: loading, ready or
+    failed; memory); it expires ttl_s after the last refresh."""
+    entry = {**info.model_dump(), **status}
     client.set(keys.worker_key(info.nodename), json.dumps(entry), ex=max(1, ttl_s))
 
 
@@ -55,14 +56,16 @@ def live_workers(client: redis.Redis) -> list[dict]:
 
 
 class Heartbeat:
-    """A daemon thread publishing `info` (plus the model state) every `interval_s` seconds; the
-    entry lives three intervals, so a worker that dies drops out within that."""
+    """A daemon thread publishing `info` (plus what `status_of` says now: the model's state,
+    memory) every `interval_s` seconds; the entry lives three intervals, so a worker that dies
+    drops out within that."""
 
-    def __init__(self, url: str, info: WorkerInfo, interval_s: float, state_of=lambda: "ready"):
+    def __init__(self, url: str, info: WorkerInfo, interval_s: float,
+                 status_of=lambda: {"state": "ready"}):
         self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self.info = info
         self.interval_s = interval_s
-        self.state_of = state_of
+        self.status_of = status_of
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="registry-heartbeat", daemon=True)
 
@@ -70,7 +73,7 @@ class Heartbeat:
         self._thread.start()
 
     def beat(self) -> None:
-        publish(self.client, self.info, self.state_of(), int(self.interval_s * 3))
+        publish(self.client, self.info, self.status_of(), int(self.interval_s * 3))
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -144,11 +144,31 @@ def test_prompt_that_cannot_fit_fails_with_its_reason(fleet):
     assert "does not fit n_ctx 2048" in stored["error"]
 
 
+def test_the_studys_max_tokens_and_prompt_run_capped_by_the_room_left(fleet):
+    """max_tokens 2000 at n_ctx 2048, as the study asked: accepted, contexts kept while the
+    answer keeps its minimum room, generation capped at what is left; the study's prompt and
+    the batch's sampling recorded with every answer."""
+    env, client, folder = fleet
+    path = write_jsonl(folder / "study.jsonl", QUESTIONS[:1])
+    result = ragfleet("ask", str(path), "-c", "nw", "-m", MODELS[0], "--top-k", "3",
+                      "--max-tokens", "2000", "--prompt", "study", "--repeat-penalty", "1.2",
+                      "--wait", "--json", env=env, timeout=900)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["status"], summary["completed"]) == ("completed", 1)
+    (stored,) = batch_store.results(client, summary["batch"])
+    assert stored["contexts_used"] == 3 and stored["prompt"] == "study@v1"
+    assert stored["max_tokens"] == 2048 - stored["prompt_tokens"] < 2000
+    assert stored["completion_tokens"] <= stored["max_tokens"]
+    assert stored["sampling"] == {"temperature": 0.01, "top_p": 1.0, "top_k": 40,
+                                  "repeat_penalty": 1.2, "repeat_last_n": 64, "seed": 0}
+
+
 @pytest.mark.parametrize("args, needle", [
     (["-m", "gpt-5"], "unknown model 'gpt-5'"),
     (["-m", "tinyllama-1.1b-chat"], "no running pool for tinyllama-1.1b-chat"),
-    (["-m", MODELS[0], "--max-tokens", "2040"], "leaves no room for the prompt"),
-], ids=["unknown-model", "no-pool", "max-tokens"])
+    (["-m", MODELS[0], "--prompt", "nope"], "unknown prompt 'nope'"),
+], ids=["unknown-model", "no-pool", "unknown-prompt"])
 def test_bad_models_are_refused_before_anything_is_queued(fleet, args, needle):
     env, client, folder = fleet
     before = client.zcard("ragfleet:batches")

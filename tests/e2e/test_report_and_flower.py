@@ -55,7 +55,7 @@ def test_report_draws_its_charts_in_a_browser(fleet, finished, tmp_path):
                       if "CONSOLE" in line and ("Uncaught" in line or "Error" in line)]
     assert console_errors == []
     html = dom.stdout
-    for chart in ("chart-treemap", "chart-latency", "chart-tradeoff"):
+    for chart in ("chart-treemap", "chart-latency", "chart-tradeoff", "chart-memory"):
         start = html.index(f'id="{chart}"')
         assert "main-svg" in html[start:start + 200_000], f"{chart} did not draw"
     # one treemap tile per (question, model) plus one per model

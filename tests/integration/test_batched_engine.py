@@ -154,3 +154,25 @@ def test_memory_estimate_matches_llama_cpp_and_refuses_what_cannot_fit():
     assert memory.check_fits(model.name, path, 2048, 8, available=eight.total) == eight
     with pytest.raises(UsageError, match=r"parallel 8 needs about .* lower parallel or n_ctx"):
         memory.check_fits(model.name, path, 2048, 8, available=eight.total - 1)
+
+
+def test_both_engines_apply_the_same_repeat_penalty():
+    """The study stack's repeat penalty (over the last tokens generated) changes a looping
+    answer, and the batching engine applies it exactly as llama-cpp-python does."""
+    model, path = _model("smollm2-135m")
+    question = [ChatMessage(role="user", content="Write the word apple fifty times.")]
+
+    def request(penalty: float) -> GenerationRequest:
+        return GenerationRequest(model=model.name, messages=question, max_tokens=48,
+                                 temperature=0, repeat_penalty=penalty, repeat_last_n=32)
+
+    single = LlamaEngine(model, path, n_threads=2)
+    batched = BatchedEngine(model, path, n_threads=2, parallel=2)
+    try:
+        plain, penalised = single.generate(request(1.0)), single.generate(request(1.5))
+        assert penalised.text != plain.text
+        assert plain.sampling.repeat_penalty == 1.0 and penalised.sampling.repeat_last_n == 32
+        together = [batched.submit(request(p)) for p in (1.0, 1.5)]
+        assert [f.result(timeout=300).text for f in together] == [plain.text, penalised.text]
+    finally:
+        batched.close()

