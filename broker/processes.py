@@ -1,7 +1,8 @@
 """Background processes that `ragfleet up` starts: spawn detached, record, check, stop.
 
 A record keeps the pid with the process start time, so a pid reused by another program after a
-reboot or crash is never mistaken for ours (and never signalled).
+reboot or crash is never mistaken for ours (and never signalled). Records may hold secrets (the
+embedded Redis's URL carries its password): they are written mode 0600 in a 0700 directory.
 """
 
 from __future__ import annotations
@@ -47,15 +48,38 @@ class ProcessRecord:
         return [self.pid] + [c.pid for c in children]
 
 
+def private_dir(path: Path) -> Path:
+    """Create the directory (and its parents) readable by this user only: mode 0700. An existing
+    one of ours loses its group and other permissions."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only this user can read (mode 0600, also when it existed with another mode),
+    atomically: readers never see half of it."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file left by an earlier run
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fd = -1
+            fh.write(text)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    tmp.replace(path)
+
+
 def record_path(run_dir: Path, name: str) -> Path:
     return run_dir / f"{name}.json"
 
 
 def save_record(run_dir: Path, record: ProcessRecord) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = record_path(run_dir, record.name).with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(record)), encoding="utf-8")
-    tmp.replace(record_path(run_dir, record.name))  # atomic: readers never see half a record
+    private_dir(run_dir)
+    write_private(record_path(run_dir, record.name), json.dumps(asdict(record)))
 
 
 def load_record(run_dir: Path, name: str) -> ProcessRecord | None:

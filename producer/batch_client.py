@@ -47,9 +47,11 @@ def check_pools(client: redis.Redis, models: list[str], queue_anyway: bool) -> l
 
 
 def submit(app, client: redis.Redis, catalog: Catalog, questions_path: Path, collection: str,
-           models: list[str], params: dict, queue_anyway: bool) -> tuple[str, list[str]]:
+           models: list[str], params: dict, queue_anyway: bool, limit: int | None = None,
+           repeat: int = 1) -> tuple[str, list[str]]:
     """Returns the batch id and the models queued without a pool. Nothing is enqueued unless
-    every check passes."""
+    every check passes. limit: only the first questions; repeat: each asked that many times
+    (ids QID#1..QID#N, each answered apart, with seeds seed..seed+N-1)."""
     if not models:
         raise UsageError("give at least one --model")
     if len(set(models)) != len(models):
@@ -61,23 +63,35 @@ def submit(app, client: redis.Redis, catalog: Catalog, questions_path: Path, col
         if room >= model.n_ctx - 64:
             raise UsageError(f"--max-tokens {room} leaves no room for the prompt in "
                              f"{name}'s n_ctx of {model.n_ctx}")
-    questions = read_questions(questions_path)
+    questions = read_questions(questions_path)[:limit]
     version = collection_store.current_version(client, collection_store.check_name(collection))
     if version is None:
         raise UsageError(f"unknown collection {collection!r} (see `ragfleet collections`)")
     without_pool = check_pools(client, models, queue_anyway)
 
+    records = repeated(questions, repeat)
     units: dict[str, list[str]] = {}
-    for q in questions:  # identical questions are answered once, reported for each id
-        units.setdefault(unit_id(q.question), []).append(q.id)
+    for q in records:  # identical questions are answered once, reported for each id
+        suffix = f"-r{q['repeat']}" if repeat > 1 else ""
+        units.setdefault(unit_id(q["question"]) + suffix, []).append(q["id"])
     batch_id = batch_store.new_id()
     meta = {"collection": collection, "version": version, "models": models, "params": params,
-            "questions_file": str(questions_path), "questions": len(questions), "units": len(units)}
-    batch_store.create(client, batch_id, meta, [q.to_json() for q in questions], units)
+            "questions_file": str(questions_path), "questions": len(records), "units": len(units),
+            "limit": limit, "repeat": repeat}
+    batch_store.create(client, batch_id, meta, records, units)
     for unit in units:
         app.send_task(RETRIEVE_TASK, args=[batch_id, unit])
         batch_store.mark_sent(client, batch_id, unit)  # if interrupted, --resume sends the rest
     return batch_id, without_pool
+
+
+def repeated(questions: list, repeat: int) -> list[dict]:
+    """The question records of a batch: each question once, or `repeat` times (for the spread
+    of answers when sampling at a temperature above 0)."""
+    if repeat == 1:
+        return [q.to_json() for q in questions]
+    return [{**q.to_json(), "id": f"{q.id}#{k}", "base_id": q.id, "repeat": k}
+            for q in questions for k in range(1, repeat + 1)]
 
 
 def resume(app, client: redis.Redis, batch_id: str) -> int:

@@ -6,10 +6,12 @@ import logging
 import sys
 
 import click
+import redis
 
 from producer.commands import (
     batch_cmds,
     collections_cmds,
+    compare_cmd,
     demo_cmd,
     fleet_cmds,
     ingest_cmds,
@@ -33,9 +35,25 @@ def cli() -> None:
 
 
 for module in (fleet_cmds, worker_cmd, models_cmds, prompts_cmds, ingest_cmds, collections_cmds,
-               jobs_cmds, batch_cmds, results_cmds, demo_cmd):
+               jobs_cmds, batch_cmds, results_cmds, compare_cmd, demo_cmd):
     for command in module.COMMANDS:
         cli.add_command(command)
+
+
+REDIS_FULL = ("Redis is full (its maxmemory is reached; the embedded one's is "
+              "RAGFLEET_REDIS_MAXMEMORY): delete finished batches (`ragfleet batches delete`) or "
+              "collections, or give Redis more memory")
+
+
+def _redis_full(exc: BaseException | None) -> bool:
+    """Redis refused a write for want of memory (noeviction), here or under a wrapper's error."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, redis.exceptions.OutOfMemoryError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,6 +76,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(EXIT_USAGE)
+    except Exception as exc:
+        if not _redis_full(exc):
+            raise
+        click.echo(f"error: {REDIS_FULL}", err=True)
+        sys.exit(EXIT_FAILURE)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,10 @@ MODELS = ["smollm2-135m", "gemma3-270m"]
 
 
 def run(settings: Settings, catalog: Catalog, questions: int, max_tokens: int, top_k: int,
-        say, on_batch_progress) -> tuple[dict, Path]:
-    say(f"1/4 fleet: embedded Redis, the cpu pool and pools of {', '.join(MODELS)}")
-    fleet.up(settings, catalog, MODELS, None, False, say=say)
+        say, on_batch_progress, models: list[str] | None = None) -> tuple[dict, Path]:
+    models = models or MODELS
+    say(f"1/4 fleet: embedded Redis, the cpu pool and pools of {', '.join(models)}")
+    fleet.up(settings, catalog, models, None, False, say=say)
     session = connect(settings)
     client, app = session.client, session.sender()
 
@@ -42,10 +43,10 @@ def run(settings: Settings, catalog: Catalog, questions: int, max_tokens: int, t
     subset.parent.mkdir(parents=True, exist_ok=True)
     lines = QUESTIONS.read_text(encoding="utf-8").splitlines()[:questions]
     subset.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    say(f"3/4 ask {len(lines)} questions to {', '.join(MODELS)} "
+    say(f"3/4 ask {len(lines)} questions to {', '.join(models)} "
         f"(top-k {top_k}, up to {max_tokens} new tokens each)")
     params = batch_client.batch_params(settings, top_k, 0.3, max_tokens, SamplingOverrides(), None)
-    batch_id, _ = batch_client.submit(app, client, catalog, subset, COLLECTION, MODELS, params,
+    batch_id, _ = batch_client.submit(app, client, catalog, subset, COLLECTION, models, params,
                                       queue_anyway=False)
     batch_client.wait(client, batch_id, on_progress=on_batch_progress)
 

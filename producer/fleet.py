@@ -37,8 +37,9 @@ def pool_record_name(model: str | None) -> str:
 
 def ensure_data_dir(settings: Settings) -> None:
     try:
+        # mode 0700: the run records, the Redis password and its data are this user's only
         for d in (settings.data_path, settings.run_dir, settings.log_dir):
-            d.mkdir(parents=True, exist_ok=True)
+            processes.private_dir(d)
         probe = settings.run_dir / ".write-test"
         probe.write_text("")
         probe.unlink()

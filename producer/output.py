@@ -53,9 +53,12 @@ def batch_summary(report: dict) -> str:
     """The per-model summary of a batch as people read it: a head line, the table, the pairs."""
     batch = report["batch"]
     head = (f"batch {batch['id']}: {batch['status']}, collection {batch['collection']} "
-            f"v{batch['version']}, {batch['questions']} questions")
+            f"v{batch['version']}, {batch['questions']} questions"
+            + (f" (first {batch['limit']} of the file)" if batch.get("limit") else "")
+            + (f", each asked {batch['repeat']} times" if (batch.get("repeat") or 1) > 1 else ""))
     body = table(exports.SUMMARY_HEADERS, exports.summary_rows(report))
-    return "\n".join([head, body, *exports.paired_lines(report)])
+    return "\n".join([head, body, *exports.paired_lines(report), *exports.retrieval_lines(report),
+                      *exports.repeat_lines(report)])
 
 
 def batch_progress(enabled: bool):

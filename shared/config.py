@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,6 +12,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# Redis's memory units (bytes when none); 0 means no limit
+_REDIS_MEMORY = re.compile(r"^(\d+)(b|k|kb|m|mb|g|gb)?$")
+_MIN_DEFAULT_REDIS_MEMORY = 256 * 2**20
+
+
+def default_redis_maxmemory() -> str:
+    """A quarter of this machine's physical memory, at least 256 MB. Redis holds only state
+    (queues, collections, batches); the model pools need the rest. A quarter also leaves room
+    for the fork that rewrites the append-only file, whose copy-on-write pages can approach
+    Redis's own size while writes go on."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 * 2**30
+    return f"{max(_MIN_DEFAULT_REDIS_MEMORY, total // 4) // 2**20}mb"
 
 
 class Settings(BaseSettings):
@@ -39,6 +55,12 @@ class Settings(BaseSettings):
     redis_password: str | None = Field(
         default=None,
         description="Password of the embedded Redis; required when it listens beyond loopback.",
+    )
+    redis_maxmemory: str = Field(
+        default_factory=default_redis_maxmemory,
+        description="Memory limit of the embedded Redis (Redis units: 512mb, 2gb; 0: none). "
+        "Over it, writes fail with Redis's OOM error instead of the kernel's OOM killer "
+        "taking the server. Default: a quarter of physical memory, at least 256mb.",
     )
     llm_task_time_limit_s: int = Field(
         default=600, gt=0, description="Hard time limit of one generation task."
@@ -81,6 +103,11 @@ class Settings(BaseSettings):
         default=100 * 1024 * 1024, gt=0, description="Largest PDF accepted, local or downloaded."
     )
     download_timeout_s: float = Field(default=60.0, gt=0, description="Time limit of a URL download.")
+    allow_private_urls: bool = Field(
+        default=False,
+        description="Let URL ingestion fetch from loopback, private, link-local and other "
+        "non-public addresses (off: only public addresses, also after redirects).",
+    )
     upload_ttl_s: int = Field(
         default=7 * 24 * 3600, gt=0,
         description="How long uploaded document bytes wait in Redis for an ingest worker.",
@@ -101,6 +128,13 @@ class Settings(BaseSettings):
                 f"RAGFLEET_VISIBILITY_TIMEOUT_S ({self.visibility_timeout_s}) must exceed the "
                 f"longest task time limit ({longest}), or long tasks are delivered twice"
             )
+        memory = _REDIS_MEMORY.match(self.redis_maxmemory.strip().lower())
+        if not memory:
+            raise ValueError(
+                f"RAGFLEET_REDIS_MAXMEMORY={self.redis_maxmemory!r}: give bytes or a size such "
+                "as 512mb or 2gb (0: no limit)"
+            )
+        self.redis_maxmemory = memory.group(0)
         if self.redis_bind not in LOOPBACK_HOSTS and not self.redis_password:
             raise ValueError(
                 f"RAGFLEET_REDIS_BIND={self.redis_bind} is beyond loopback: "
@@ -129,6 +163,11 @@ class Settings(BaseSettings):
     @property
     def log_dir(self) -> Path:
         return self.data_path / "logs"
+
+    @property
+    def user_catalog_path(self) -> Path:
+        """The user's models ([models.NAME] tables), over the shipped catalog."""
+        return self.data_path / "catalog.toml"
 
     @property
     def prompts_path(self) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from shared.config import get_settings
 from shared.llm.batched_engine import BatchedEngine
-from shared.llm.catalog import load_catalog
+from shared.llm.catalog import load_fleet_catalog
 from shared.llm.engine import Engine
 from shared.llm.llama_engine import LlamaEngine
 from workers import pool
@@ -31,7 +31,7 @@ def _load() -> None:
     global _engine, _error
     config = pool.current()
     try:
-        model = load_catalog(get_settings().catalog_path).get(config.model)
+        model = load_fleet_catalog(get_settings()).get(config.model)
         if config.parallel > 1:
             _engine = BatchedEngine(model, Path(config.model_path), config.n_threads or 1,
                                     config.parallel, unified_kv=model.kv_unified)

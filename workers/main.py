@@ -25,7 +25,7 @@ from broker.app import configure
 from broker.queues import CPU_QUEUE, llm_queue
 from shared.config import Settings
 from shared.llm import memory
-from shared.llm.catalog import load_catalog
+from shared.llm.catalog import load_fleet_catalog
 from shared.state.registry import Heartbeat, WorkerInfo
 from workers import engine_holder
 from workers.pool import PoolConfig
@@ -47,7 +47,7 @@ def run(settings: Settings, model_name: str | None, threads: int | None, concurr
     url, _ = connection.connect(settings)  # exit 69 now rather than retry forever
     host = socket.gethostname()
     if model_name:
-        model = load_catalog(settings.catalog_path).get(model_name)
+        model = load_fleet_catalog(settings).get(model_name)
         path = model.ensure_file(settings.models_dir)
         n_threads = threads or model.n_threads or settings.cores
         parallel = parallel or model.parallel

@@ -1,4 +1,4 @@
-"""Batch commands: ask, batches, watch, cancel."""
+"""Batch commands: ask, batches (and batches delete), watch, cancel."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from producer import batch_client
 from producer.output import batch_progress, emit_json, info, json_option, table
 from producer.session import connect
 from shared.errors import UsageError
-from shared.llm.catalog import load_catalog
+from shared.llm.catalog import load_fleet_catalog
 from shared.llm.requests import SamplingOverrides
 from shared.state import batch_store
 
@@ -46,6 +46,11 @@ timeout_option = click.option("--timeout", type=click.IntRange(min=1), default=N
               help="Sampling seed (default: the model's, 0).")
 @click.option("--prompt", "prompt_name", metavar="NAME", default=None,
               help="Prompt template: ragfleet, study, or one of yours (see `ragfleet prompts`).")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Ask only the first N questions of the file.")
+@click.option("--repeat", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="Ask each question N times (seeds seed..seed+N-1), for the spread of answers "
+                   "at a temperature above 0.")
 @click.option("--queue-anyway", is_flag=True, help="Queue work for models with no running pool.")
 @click.option("--resume", "resume_id", metavar="BATCH",
               help="Run again only what is missing or failed in BATCH.")
@@ -54,7 +59,8 @@ timeout_option = click.option("--timeout", type=click.IntRange(min=1), default=N
 @timeout_option
 @json_option
 def ask(questions, collection, models, top_k, bm25_weight, max_tokens, temperature, top_p,
-        sampling_top_k, repeat_penalty, repeat_last_n, seed, prompt_name, queue_anyway,
+        sampling_top_k, repeat_penalty, repeat_last_n, seed, prompt_name, limit, repeat,
+        queue_anyway,
         resume_id, wait, timeout, as_json):
     """Ask every question of QUESTIONS (CSV or JSONL) to every --model, from one collection."""
     session = connect()
@@ -72,8 +78,8 @@ def ask(questions, collection, models, top_k, bm25_weight, max_tokens, temperatu
         params = batch_client.batch_params(session.settings, top_k, bm25_weight, max_tokens,
                                            sampling, prompt_name)
         batch_id, without_pool = batch_client.submit(
-            app, client, load_catalog(session.settings.catalog_path), questions, collection,
-            list(models), params, queue_anyway)
+            app, client, load_fleet_catalog(session.settings), questions, collection,
+            list(models), params, queue_anyway, limit=limit, repeat=repeat)
         if without_pool:
             info(f"warning: queued for {', '.join(without_pool)} with no running pool")
     if wait is None:
@@ -107,10 +113,13 @@ def watch(batch_id, timeout, as_json):
                    f"{batch['failed']} failed, {batch['cancelled']} cancelled of {batch['total']})")
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @json_option
-def batches(as_json):
-    """Recent batches with their status and counters."""
+@click.pass_context
+def batches(ctx, as_json):
+    """Recent batches with their status and counters (or delete one)."""
+    if ctx.invoked_subcommand:
+        return
     found = batch_store.list_batches(connect().client)
     if as_json:
         emit_json({"batches": found})
@@ -119,6 +128,19 @@ def batches(as_json):
                      [(b["id"], b["status"], f"{b['collection']} v{b['version']}",
                        ",".join(b["models"]), b["completed"], b["failed"], b["total"])
                       for b in found]))
+
+
+@batches.command("delete")
+@click.argument("batch_id", metavar="BATCH")
+@json_option
+def batches_delete(batch_id, as_json):
+    """Delete a finished batch and its results from Redis (a queued or running one is
+    refused: cancel it first). Result files already written stay."""
+    state = batch_store.delete(connect().client, batch_id)
+    if as_json:
+        emit_json({"deleted": batch_id, "status": state})
+    else:
+        click.echo(f"deleted batch {batch_id} ({state})")
 
 
 @click.command()

@@ -8,7 +8,7 @@ import click
 
 from producer.output import batch_progress, batch_summary, info
 from shared.config import load_settings
-from shared.llm.catalog import load_catalog
+from shared.llm.catalog import load_fleet_catalog
 
 
 @click.command()
@@ -16,14 +16,19 @@ from shared.llm.catalog import load_catalog
               show_default=True, help="How many of the 28 Standard-plan questions to ask.")
 @click.option("--max-tokens", type=click.IntRange(8, 1024), default=96, show_default=True)
 @click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True)
-def demo(n_questions, max_tokens, top_k):
-    """The study end to end: the bundled Northwind PDF, SmolLM2 135M against Gemma 3 270M."""
+@click.option("--model", "-m", "models", multiple=True, metavar="NAME",
+              help="A model to compare (repeatable; default: the two bundled ones). The "
+                   "study's: tinyllama-1.1b-chat and mistral-7b-instruct (`models pull` them).")
+def demo(n_questions, max_tokens, top_k, models):
+    """The study end to end on the bundled Northwind PDF: SmolLM2 135M against Gemma 3 270M,
+    or any models of the catalog."""
     from producer import demo as demo_run
 
     settings = load_settings()
-    report, out = demo_run.run(settings, load_catalog(settings.catalog_path), n_questions,
+    report, out = demo_run.run(settings, load_fleet_catalog(settings), n_questions,
                                max_tokens, top_k, say=info,
-                               on_batch_progress=batch_progress(sys.stderr.isatty()))
+                               on_batch_progress=batch_progress(sys.stderr.isatty()),
+                               models=list(models) or None)
     click.echo(batch_summary(report))
     click.echo(f"\nfull results: {out}/ (report.html, results.json, .csv, .md, seed.csv)")
     click.echo(f"more: ragfleet results {report['batch']['id']} --format json; "

@@ -7,7 +7,7 @@ import click
 from producer import fleet
 from producer.output import emit_json, human_size, info, json_option, table
 from shared.config import load_settings
-from shared.llm.catalog import load_catalog
+from shared.llm.catalog import load_fleet_catalog
 
 
 @click.command()
@@ -24,7 +24,7 @@ def up(models: tuple[str, ...], threads: int | None, parallel: int | None, with_
     """Start Redis (embedded unless REDIS_URL is set), the cpu pool and one pool per model, in
     the background; return when every pool is online with its model loaded."""
     settings = load_settings()
-    catalog = load_catalog(settings.catalog_path)
+    catalog = load_fleet_catalog(settings)
     fleet.up(settings, catalog, list(models) or None, threads, with_flower, say=info,
              parallel=parallel)
     _print_status(fleet.status(settings), as_json)

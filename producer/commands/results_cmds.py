@@ -8,7 +8,7 @@ import click
 
 from producer.output import batch_summary, info, write_file
 from producer.session import connect
-from shared.report import collect, exports
+from shared.report import collect, exports, gates
 
 
 @click.command()
@@ -17,8 +17,15 @@ from shared.report import collect, exports
               show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file instead of stdout.")
-def results(batch_id, fmt, output):
-    """Per-model accuracy and speed of a batch, and every answer."""
+@click.option("--fail-under", "under", multiple=True, metavar="METRIC=VALUE",
+              help="Exit 1 when a model (or the batch's retrieval) is below it: "
+                   f"{', '.join(gates.HIGHER_IS_BETTER)}. Repeatable.")
+@click.option("--fail-over", "over", multiple=True, metavar="METRIC=VALUE",
+              help=f"Exit 1 when a model is above it: {', '.join(gates.LOWER_IS_BETTER)}.")
+def results(batch_id, fmt, output, under, over):
+    """Per-model accuracy and speed of a batch, and every answer; with gates, a CI check."""
+    checks = ([gates.parse(s, lower_is_better=False) for s in under]
+              + [gates.parse(s, lower_is_better=True) for s in over])
     report = collect.build(connect().client, batch_id)
     if fmt == "table":
         text = batch_summary(report)
@@ -30,6 +37,7 @@ def results(batch_id, fmt, output):
         info(f"wrote {output}")
     else:
         click.echo(text, nl=not text.endswith("\n"))
+    gates.check(report, checks)  # after the figures: a failed gate shows what it judged
 
 
 @click.command()

@@ -1,23 +1,30 @@
 """The model catalog (models/catalog.toml) parsed into typed model settings.
 
-A GGUF file comes from one of three sources: a file under the models directory (the user
-downloaded it), a file inside an installed Python package, or an assembler function that writes it.
+A GGUF file comes from one of these sources: a file under the models directory (downloaded by
+`ragfleet models pull` from its hub source, or put there by the user), a GGUF file anywhere on
+this machine (`gguf_path`), a file inside an installed Python package, or an assembler function
+that writes it. The shipped catalog (models/catalog.toml) is never edited: a user's entries
+(`ragfleet models add`) live in the data directory's catalog.toml, layered over it.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import os
+import re
 import tomllib
 from enum import Enum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.config import Settings
 from shared.errors import ModelUnavailable, UsageError
 
 GGUF_MAGIC = b"GGUF"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 class Availability(str, Enum):
@@ -25,6 +32,7 @@ class Availability(str, Enum):
     ASSEMBLABLE = "assemblable"  # the assembler's package is installed; file written on first use
     NOT_DOWNLOADED = "not downloaded"
     NOT_INSTALLED = "not installed"
+    MISSING = "missing"  # a gguf_path that is not there
 
 
 class ModelSettings(BaseModel):
@@ -37,6 +45,11 @@ class ModelSettings(BaseModel):
     file: str = Field(description="GGUF file name")
     package: str | None = Field(default=None, description="import name of a package carrying it")
     assemble: str | None = Field(default=None, description="'module:function' writing the file")
+    gguf_path: str | None = Field(default=None, description="a GGUF file anywhere, by absolute path")
+    hf_repo: str | None = Field(default=None, description="hub repository to pull the file from")
+    hf_file: str | None = Field(default=None, description="file in hf_repo (default: file)")
+    sha256: str | None = Field(default=None, pattern="^[0-9a-fA-F]{64}$")
+    size: int | None = Field(default=None, gt=0, description="bytes, checked after a pull")
     install: str = Field(default="", description="how a user gets the file")
     n_ctx: int = Field(default=2048, gt=0)
     n_gpu_layers: int = -1
@@ -58,14 +71,18 @@ class ModelSettings(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSettings:
-        if self.package and self.assemble:
-            raise ValueError("give either package or assemble, not both")
+        if sum(bool(s) for s in (self.package, self.assemble, self.gguf_path)) > 1:
+            raise ValueError("give one of package, assemble or gguf_path")
+        if self.gguf_path and not Path(self.gguf_path).is_absolute():
+            raise ValueError("gguf_path must be an absolute path")
         if "/" in self.file or "\\" in self.file or self.file.startswith("."):
             raise ValueError("file must be a bare file name")
         return self
 
     def path(self, models_dir: Path) -> Path:
         """Where the GGUF file is (or will be, for assembled and downloaded models)."""
+        if self.gguf_path:
+            return Path(self.gguf_path)
         if self.package:
             spec = importlib.util.find_spec(self.package)  # finds, does not import
             if spec and spec.submodule_search_locations:
@@ -76,6 +93,8 @@ class ModelSettings(BaseModel):
     def availability(self, models_dir: Path) -> Availability:
         if self.path(models_dir).is_file():
             return Availability.PRESENT
+        if self.gguf_path:
+            return Availability.MISSING
         if self.package:
             return Availability.NOT_INSTALLED
         if self.assemble:
@@ -83,6 +102,25 @@ class ModelSettings(BaseModel):
             found = importlib.util.find_spec(module) is not None
             return Availability.ASSEMBLABLE if found else Availability.NOT_INSTALLED
         return Availability.NOT_DOWNLOADED
+
+    @property
+    def source(self) -> str:
+        """Where the file comes from, for `ragfleet models`."""
+        if self.gguf_path:
+            return f"file {self.gguf_path}"
+        if self.package:
+            return f"package {self.package}"
+        if self.assemble:
+            return f"assembled by {self.assemble}"
+        if self.hf_repo:
+            return f"hub {self.hf_repo}/{self.hf_file or self.file}"
+        return "models directory"
+
+    @property
+    def how_to_get(self) -> str:
+        if self.hf_repo:
+            return f"ragfleet models pull {self.name}"
+        return self.install or f"put {self.file} in the models directory"
 
     def usable(self, models_dir: Path) -> bool:
         return self.availability(models_dir) in (Availability.PRESENT, Availability.ASSEMBLABLE)
@@ -103,7 +141,7 @@ class ModelSettings(BaseModel):
                 partial.unlink(missing_ok=True)
         elif state is not Availability.PRESENT:
             raise ModelUnavailable(
-                f"model {self.name!r}: file {self.file} is {state.value} ({self.install})"
+                f"model {self.name!r}: file {self.file} is {state.value} ({self.how_to_get})"
             )
         check_gguf(path, self.name)
         return path
@@ -122,6 +160,7 @@ def check_gguf(path: Path, model_name: str) -> None:
 
 class Catalog(BaseModel):
     models: dict[str, ModelSettings]
+    user_models: set[str] = Field(default_factory=set, description="from the user's catalog")
 
     def get(self, name: str) -> ModelSettings:
         try:
@@ -134,26 +173,92 @@ class Catalog(BaseModel):
         return list(self.models)
 
 
-def load_catalog(path: Path) -> Catalog:
-    """Parse the catalog file; [defaults] apply to every model that does not set a value."""
+def load_catalog(path: Path, user_path: Path | None = None) -> Catalog:
+    """Parse the shipped catalog and, over it, the user's; [defaults] of the shipped one apply
+    to every model that does not set a value."""
+    shipped = _read(path)
+    user = _read(user_path) if user_path is not None and user_path.is_file() else {}
+    defaults = shipped.get("defaults", {})
+    if not shipped.get("models"):
+        raise UsageError(f"model catalog {path} lists no [models.NAME] entries")
+    models = {}
+    for source, raw in ((path, shipped), (user_path, user)):
+        for name, entry in raw.get("models", {}).items():
+            models[name] = _entry(source, name, {**defaults, **entry})
+    return Catalog(models=models, user_models=set(user.get("models", {})))
+
+
+def load_fleet_catalog(settings: Settings) -> Catalog:
+    """The catalog this machine's commands and pools use: shipped, then the user's."""
+    return load_catalog(settings.catalog_path, settings.user_catalog_path)
+
+
+def _read(path: Path) -> dict:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"model catalog not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"model catalog {path} is not valid TOML: {exc}") from None
-    defaults = raw.get("defaults", {})
-    entries = raw.get("models", {})
-    if not entries:
-        raise UsageError(f"model catalog {path} lists no [models.NAME] entries")
-    models = {}
-    for name, entry in entries.items():
-        try:
-            models[name] = ModelSettings(name=name, **{**defaults, **entry})
-        except (ValidationError, TypeError) as exc:
-            detail = _first_error(exc)
-            raise UsageError(f"model catalog {path}: model {name!r}: {detail}") from None
-    return Catalog(models=models)
+
+
+def _entry(path: Path, name: str, fields: dict) -> ModelSettings:
+    try:
+        return ModelSettings(name=name, **fields)
+    except (ValidationError, TypeError) as exc:
+        raise UsageError(f"model catalog {path}: model {name!r}: {_first_error(exc)}") from None
+
+
+def add_user_model(settings: Settings, name: str, fields: dict) -> ModelSettings:
+    """Validate an entry as the catalog would and write it to the user's catalog (atomically).
+    A shipped model's name cannot be taken."""
+    catalog = load_fleet_catalog(settings)
+    if name in catalog.models and name not in catalog.user_models:
+        raise UsageError(f"model {name!r} is in the shipped catalog; choose another name")
+    if not NAME_PATTERN.match(name):
+        raise UsageError(f"bad model name {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    defaults = _read(settings.catalog_path).get("defaults", {})
+    model = _entry(settings.user_catalog_path, name, {**defaults, **fields})
+    entries = _user_entries(settings)
+    entries[name] = fields
+    _write_user_catalog(settings, entries)
+    return model
+
+
+def remove_user_model(settings: Settings, name: str) -> None:
+    entries = _user_entries(settings)
+    if name not in entries:
+        if name in load_fleet_catalog(settings).models:
+            raise UsageError(f"model {name!r} is in the shipped catalog; only models you added "
+                             "can be removed")
+        raise ModelUnavailable(f"unknown model {name!r}")
+    del entries[name]
+    _write_user_catalog(settings, entries)
+
+
+def _user_entries(settings: Settings) -> dict[str, dict]:
+    path = settings.user_catalog_path
+    return dict(_read(path).get("models", {})) if path.is_file() else {}
+
+
+def _write_user_catalog(settings: Settings, entries: dict[str, dict]) -> None:
+    lines = ["# Your models, layered over the shipped catalog (written by `ragfleet models add`)."]
+    for name, fields in entries.items():
+        lines.append(f"\n[models.{json.dumps(name)}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in fields.items()]
+    path = settings.user_catalog_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    partial.replace(path)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value), ensure_ascii=False)  # a JSON string is a TOML basic string
 
 
 def _first_error(exc: Exception) -> str:

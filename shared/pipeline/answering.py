@@ -58,11 +58,26 @@ def unit_question(client: redis.Redis, batch_id: str, unit: str) -> tuple[str, l
 def record_all(client: redis.Redis, batch_id: str, records: list[dict], model: str, unit: str,
                outcome: str, **fields) -> None:
     """Settle every question of a unit for a model that has no result yet."""
+    retrieved = batch_store.contexts(client, batch_id, unit)
     for question in records:
         if not batch_store.has_result(client, batch_id, question["id"], model):
             batch_store.record(client, batch_id, question["id"], model,
-                               batch_store.result_record(question, model, unit, **fields),
+                               batch_store.result_record(
+                                   question, model, unit,
+                                   retrieval=cited_rank(question, retrieved), **fields),
                                outcome)
+
+
+def cited_rank(question: dict, retrieved: dict | None) -> dict | None:
+    """Where the pages the reference cites ([file.pdf#page=N]) ranked among the retrieved
+    contexts: rank from 1 of the first cited page found, None when none was retrieved. None
+    for a question that cites nothing (or whose retrieval failed): no retrieval metric."""
+    cited = question.get("sources") or []
+    if not cited or retrieved is None:
+        return None
+    hits = [f"{c['document']}#page={c['page']}" for c in retrieved["contexts"]]
+    rank = next((i for i, hit in enumerate(hits, start=1) if hit in cited), None)
+    return {"cited": list(cited), "rank": rank, "k": len(hits)}
 
 
 def record_failure(client: redis.Redis, batch_id: str, unit: str, model: str,
@@ -70,6 +85,12 @@ def record_failure(client: redis.Redis, batch_id: str, unit: str, model: str,
     """A model's answer to a unit failed outside the step (its process was killed)."""
     _, records = unit_question(client, batch_id, unit)
     record_all(client, batch_id, records, model, unit, "failed", error=reason)
+
+
+def reason(exc: BaseException) -> str:
+    """A failure's stored reason, never empty (str(MemoryError()) is ''): an empty error would
+    count as an answer."""
+    return str(exc).strip() or type(exc).__name__
 
 
 def _stopping(client: redis.Redis, batch_id: str) -> bool:
@@ -99,7 +120,7 @@ def retrieve_unit(client: redis.Redis, indexes: CollectionCache, embedder, batch
             log.exception("retrieval failed for %s/%s", batch_id, unit)
             for model in models:
                 record_all(client, batch_id, records, model, unit, "failed",
-                           error=f"retrieval failed: {exc}")
+                           error=f"retrieval failed: {reason(exc)}")
             return []
         batch_store.save_contexts(client, batch_id, unit, retrieved)
     return list(models)
@@ -147,14 +168,15 @@ def answer_unit(client: redis.Redis, engine: Callable[[], Engine], batch_id: str
                                  f"{loaded.model.name!r}")
             result = generate_answer(loaded, batch, model, question, retrieved,
                                      queue_s=max(0.0, started - enqueued_at),
-                                     time_limit_s=max(1.0, budget_s - (time.time() - started)))
+                                     time_limit_s=max(1.0, budget_s - (time.time() - started)),
+                                     repeat=records[0].get("repeat", 1))
         except (OverTimeLimit, *over_time):
             record_all(client, batch_id, records, model, unit, "failed",
                        error=f"generation exceeded the time limit of {limit_s:.0f} s")
             return []
         except Exception as exc:  # model failed to load, prompt cannot fit, llama.cpp error
             log.warning("answer failed for %s/%s on %s: %s", batch_id, unit, model, exc)
-            record_all(client, batch_id, records, model, unit, "failed", error=str(exc))
+            record_all(client, batch_id, records, model, unit, "failed", error=reason(exc))
             return []
         result.update(worker=pool.worker, host=pool.host, parallel=pool.parallel)
         batch_store.save_answer(client, batch_id, unit, model, result)  # the first one wins
@@ -170,9 +192,9 @@ def answer_unit(client: redis.Redis, engine: Callable[[], Engine], batch_id: str
 
 
 def generate_answer(engine: Engine, batch: dict, model: str, question: str, retrieved: dict,
-                    queue_s: float, time_limit_s: float | None = None) -> dict:
+                    queue_s: float, time_limit_s: float | None = None, repeat: int = 1) -> dict:
     """The model's answer with every timing; contexts trimmed to fit the context window, the
-    answer capped at the room left."""
+    answer capped at the room left. The k-th repeat of a question samples with seed + k - 1."""
     started = time.perf_counter()
     started_at = time.time()
     params = batch["params"]
@@ -181,9 +203,13 @@ def generate_answer(engine: Engine, batch: dict, model: str, question: str, retr
                         params.get("max_tokens") or engine.model.max_tokens, template,
                         params.get("min_answer_tokens") or DEFAULT_MIN_ANSWER_TOKENS)
     prompt_s = time.perf_counter() - started
+    sampling = batch_sampling(params)
+    if repeat > 1:
+        base = engine.model.seed if sampling.seed is None else sampling.seed
+        sampling = sampling.model_copy(update={"seed": base + repeat - 1})
     result = engine.generate(GenerationRequest(
         model=model, messages=fitted.messages, max_tokens=fitted.max_tokens,
-        time_budget_s=time_limit_s, **batch_sampling(params).model_dump(exclude_none=True)))
+        time_budget_s=time_limit_s, **sampling.model_dump(exclude_none=True)))
     if result.finish_reason == "time_limit":
         raise OverTimeLimit(f"generation exceeded the time limit of {time_limit_s:.0f} s")
     kept = fitted.contexts_kept
@@ -240,6 +266,7 @@ def score_result(client: redis.Redis, embedder, batch_id: str, question_id: str,
         return False
     (question,) = [q for q in batch_store.questions(client, batch_id) if q["id"] == question_id]
     stored = batch_store.answer(client, batch_id, unit, model)
+    retrieval = cited_rank(question, batch_store.contexts(client, batch_id, unit))
     started = time.perf_counter()
     try:
         cosine = similarity(embedder, stored["answer"], question["reference"])
@@ -247,12 +274,13 @@ def score_result(client: redis.Redis, embedder, batch_id: str, question_id: str,
         log.exception("scoring failed for %s/%s on %s", batch_id, question_id, model)
         return batch_store.record(
             client, batch_id, question_id, model,
-            batch_store.result_record(question, model, unit, answer=stored,
-                                      error=f"scoring failed: {exc}"), "failed")
+            batch_store.result_record(question, model, unit, answer=stored, retrieval=retrieval,
+                                      error=f"scoring failed: {reason(exc)}"), "failed")
     stored = {**stored, "score_s": time.perf_counter() - started}
     return batch_store.record(client, batch_id, question_id, model,
                               batch_store.result_record(question, model, unit, answer=stored,
-                                                        cosine=cosine), "completed")
+                                                        cosine=cosine, retrieval=retrieval),
+                              "completed")
 
 
 def similarity(embedder, answer: str, reference: str) -> float:

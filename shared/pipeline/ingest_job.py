@@ -32,7 +32,8 @@ def run(client: redis.Redis, job_id: str, embedder, settings: Settings,
             # the producer may ask for a lower download limit than the worker's, never a higher one
             max_bytes = min(settings.max_document_bytes,
                             job["options"].get("max_bytes") or settings.max_document_bytes)
-            sources = [fetch(client, job_id, i, spec, max_bytes, settings.download_timeout_s)
+            sources = [fetch(client, job_id, i, spec, max_bytes, settings.download_timeout_s,
+                             settings.allow_private_urls)
                        for i, spec in enumerate(job["sources"])]
             report = ingest(
                 client, job["collection"], sources, job["options"].get("chunk_size"),
@@ -66,10 +67,11 @@ def fail_unfinished(client: redis.Redis, job_id: str, reason: str) -> None:
 
 
 def fetch(client: redis.Redis, job_id: str, index: int, spec: dict, max_bytes: int,
-          timeout_s: float) -> SourceDocument:
-    """Bytes the producer uploaded, or a URL download; never a path named in the message."""
+          timeout_s: float, allow_private_urls: bool = False) -> SourceDocument:
+    """Bytes the producer uploaded, or a URL download (public addresses only unless
+    allow_private_urls); never a path named in the message."""
     if spec.get("url"):
-        data = download.fetch(spec["url"], max_bytes, timeout_s)
+        data = download.fetch(spec["url"], max_bytes, timeout_s, allow_private=allow_private_urls)
     else:
         data = uploads.load(client, job_id, index)
         if data is None:

@@ -8,30 +8,58 @@ import json
 
 RESULT_COLUMNS = ("question_id", "model", "question", "reference", "answer", "cosine",
                   "retrieval_s", "queue_s", "prompt_s", "ttft_s", "generation_s", "response_s",
-                  "total_s", "prompt_tokens", "completion_tokens", "tokens_per_s", "pages",
-                  "worker", "model_file", "error")
+                  "total_s", "prompt_tokens", "completion_tokens", "max_tokens", "tokens_per_s",
+                  "pages", "retrieval_rank", "prompt", "worker", "model_file", "quantization",
+                  "load_s", "pool_peak_rss_bytes", "error")
 FORMATS = ("table", "json", "csv", "md", "seed")
 
 
-def _num(value, digits: int = 3) -> str:
+def number(value, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _ci(summary: dict) -> str:
+def interval(summary: dict) -> str:
     ci = summary.get("cosine_ci95")
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-"
 
 
 SUMMARY_HEADERS = ("MODEL", "ANSWERED", "FAILED", "COSINE MEAN", "95% CI", "MEDIAN", "LATENCY P50",
-                   "P95", "TTFT P50", "TOKENS/S", "SPEEDUP")
+                   "P95", "TTFT P50", "TOKENS/S", "SPEEDUP", "QUANT", "PEAK MEM")
 
 
 def summary_rows(report: dict) -> list[tuple]:
-    return [(s["model"], s["answered"], s["failed"], _num(s["cosine_mean"]), _ci(s),
-             _num(s["cosine_median"]), _num(s["latency_p50_s"], 2) + " s",
-             _num(s["latency_p95_s"], 2) + " s", _num(s["ttft_p50_s"], 2) + " s",
-             _num(s["tokens_per_s"], 1), _num(s["speedup_vs_slowest"], 2) + "x")
+    return [(s["model"], s["answered"], s["failed"], number(s["cosine_mean"]), interval(s),
+             number(s["cosine_median"]), number(s["latency_p50_s"], 2) + " s",
+             number(s["latency_p95_s"], 2) + " s", number(s["ttft_p50_s"], 2) + " s",
+             number(s["tokens_per_s"], 1), number(s["speedup_vs_slowest"], 2) + "x",
+             s.get("quantization") or "-", mib(s.get("peak_rss_bytes")))
             for s in report["summary"]]
+
+
+def mib(size: int | None) -> str:
+    return "-" if not size else f"{size / 2**20:.0f} MiB"
+
+
+def retrieval_lines(report: dict) -> list[str]:
+    """The batch's retrieval, where references cite pages: hit rate at k and MRR."""
+    metrics = report.get("retrieval") or {}
+    if not metrics.get("questions"):
+        return []
+    found = round(metrics["hit_rate"] * metrics["questions"])
+    return [f"retrieval: a cited page in the top {metrics['k']} for {found} of "
+            f"{metrics['questions']} questions (hit rate {metrics['hit_rate']:.2f}), "
+            f"MRR {metrics['mrr']:.3f}"]
+
+
+def repeat_lines(report: dict) -> list[str]:
+    """With `ask --repeat N`: how much one model's score moves between answers to the same
+    question (mean over questions of the standard deviation across repeats)."""
+    batch = report["batch"]
+    spreads = [(s["model"], s.get("cosine_spread")) for s in report["summary"]]
+    if (batch.get("repeat") or 1) < 2 or not any(v is not None for _, v in spreads):
+        return []
+    return [f"spread over {batch['repeat']} repeats (cosine std per question, mean): "
+            + ", ".join(f"{m} {number(v)}" for m, v in spreads)]
 
 
 def paired_lines(report: dict) -> list[str]:
@@ -67,7 +95,8 @@ def to_csv(report: dict) -> str:
     writer = csv.DictWriter(out, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for row in report["results"]:
-        row = {**row, "pages": " ".join(row.get("pages") or [])}
+        row = {**row, "pages": " ".join(row.get("pages") or []),
+               "retrieval_rank": (row.get("retrieval") or {}).get("rank")}
         writer.writerow({k: safe_cell(v) for k, v in row.items()})
     return out.getvalue()
 
@@ -80,7 +109,7 @@ def to_markdown(report: dict) -> str:
     lines = [f"# Batch {batch['id']}", "",
              f"Collection `{batch['collection']}` version {batch['version']}, "
              f"{batch['questions']} questions, status {batch['status']}.", "",
-             header, rule, *rows]
+             header, rule, *rows, "", *retrieval_lines(report), *repeat_lines(report)]
     paired = paired_lines(report)
     if paired:
         lines += ["", "Paired differences:", ""] + [f"- {line}" for line in paired]
@@ -91,7 +120,7 @@ def to_seed(report: dict) -> str:
     """The study's rows: model;question;cosine;resp_time."""
     lines = ["model;question;cosine;resp_time"]
     for r in report["results"]:
-        if r.get("error") or r.get("cancelled"):
+        if r.get("error") is not None or r.get("cancelled"):
             continue
         question = safe_cell(" ".join(r["question"].split()).replace(";", ","))
         cosine = "" if r["cosine"] is None else f"{r['cosine']:.4f}"

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from plotly.io import to_html
 
 from shared.report import exports
+from shared.report.stats import LOW_COSINE
 
 WORST_AND_SLOWEST = 5
 
@@ -58,7 +59,7 @@ def latency_box(report: dict) -> go.Figure:
     figure = go.Figure()
     for model in report["batch"]["models"]:
         values = [r["response_s"] for r in report["results"]
-                  if r["model"] == model and not r.get("error") and not r.get("cancelled")]
+                  if r["model"] == model and r.get("error") is None and not r.get("cancelled")]
         figure.add_trace(go.Box(y=values, name=model, boxpoints="all", jitter=0.4))
     figure.update_layout(title="Response time per question (seconds)", yaxis_title="seconds",
                          height=420, showlegend=False)
@@ -94,7 +95,9 @@ def _summary_table(report: dict) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in exports.SUMMARY_HEADERS)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
                    for row in exports.summary_rows(report))
-    pairs = "".join(f"<li>{html.escape(line)}</li>" for line in exports.paired_lines(report))
+    lines = (exports.paired_lines(report) + exports.retrieval_lines(report)
+             + exports.repeat_lines(report))
+    pairs = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
     return (f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
             + (f"<ul>{pairs}</ul>" if pairs else ""))
 
@@ -122,6 +125,26 @@ def _settings_table(report: dict) -> str:
             f"<tbody>{rows}</tbody></table>")
 
 
+def _low_scores_table(report: dict) -> str:
+    """Why answers scored low: the cited page was not retrieved, or the model missed it."""
+    rows = "".join(
+        f"<tr><td>{html.escape(s['model'])}</td>"
+        + "".join(f"<td>{(s.get('low_scores') or {}).get(k, 0)}</td>"
+                  for k in ("retrieval_missed", "model_missed", "unknown")) + "</tr>"
+        for s in report["summary"])
+    return (f"<h2>Answers scored below {LOW_COSINE}</h2><table class='low'><thead><tr>"
+            "<th>model</th><th>retrieval missed (cited page not in the contexts)</th>"
+            "<th>model missed (cited page in the contexts)</th><th>no cited page</th></tr>"
+            f"</thead><tbody>{rows}</tbody></table>")
+
+
+def _cause(r: dict) -> str:
+    match = r.get("retrieval")
+    if not match:
+        return "-"
+    return f"cited page at rank {match['rank']}" if match["rank"] else "cited page not retrieved"
+
+
 def _cosine_text(r: dict) -> str:
     return "-" if r.get("cosine") is None else f"{r['cosine']:.3f}"
 
@@ -132,18 +155,20 @@ def _answers_table(title: str, rows: list[dict]) -> str:
         f"<td>{html.escape(r['model'])}</td><td>{html.escape(r['question'])}</td>"
         f"<td>{html.escape(r.get('answer') or '')}</td>"
         f"<td>{html.escape(r.get('reference') or '-')}</td>"
-        f"<td>{_cosine_text(r)}</td>"
+        f"<td>{_cosine_text(r)}</td><td>{html.escape(_cause(r))}</td>"
         f"<td>{r.get('response_s', 0):.2f} s</td>"
         f"<td>{html.escape(', '.join(p.split('#page=')[-1] for p in r.get('pages') or []))}</td>"
         "</tr>" for r in rows)
     return (f"<h2>{html.escape(title)}</h2><table class='answers'><thead><tr><th>model</th>"
-            "<th>question</th><th>answer</th><th>reference</th><th>cosine</th><th>time</th>"
+            "<th>question</th><th>answer</th><th>reference</th><th>cosine</th><th>retrieval</th>"
+            "<th>time</th>"
             f"<th>pages</th></tr></thead><tbody>{cells}</tbody></table>")
 
 
 def render(report: dict) -> str:
     batch = report["batch"]
-    answered = [r for r in report["results"] if not r.get("error") and not r.get("cancelled")]
+    answered = [r for r in report["results"]
+                if r.get("error") is None and not r.get("cancelled")]
     slowest = sorted(answered, key=lambda r: -r["response_s"])[:WORST_AND_SLOWEST]
     worst = sorted([r for r in answered if r.get("cosine") is not None],
                    key=lambda r: r["cosine"])[:WORST_AND_SLOWEST]
@@ -172,6 +197,7 @@ top-k {batch['params']['top_k']}, BM25 weight {batch['params']['bm25_weight']}.<
 <h2>Summary</h2>
 {_summary_table(report)}
 {_settings_table(report)}
+{_low_scores_table(report)}
 {''.join(charts)}
 {_answers_table('Worst-scored answers', worst)}
 {_answers_table('Slowest answers', slowest)}

@@ -33,8 +33,9 @@ def _span(values: list[int]) -> list[int] | None:
 
 
 def model_summary(model: str, results: list[dict]) -> dict:
-    ok = [r for r in results if not r.get("error") and not r.get("cancelled")]
-    failed = [r for r in results if r.get("error")]
+    # a failure is any result with an error field set (an empty one from older versions too)
+    ok = [r for r in results if r.get("error") is None and not r.get("cancelled")]
+    failed = [r for r in results if r.get("error") is not None and not r.get("cancelled")]
     scored = [r["cosine"] for r in ok if r.get("cosine") is not None]
     latency = [r["response_s"] for r in ok]
     ttft = [r["ttft_s"] for r in ok]
@@ -65,6 +66,8 @@ def model_summary(model: str, results: list[dict]) -> dict:
         "prompt": next((r["prompt"] for r in ok if r.get("prompt")), None),
         # caps on new tokens: the room each prompt left, at most what was asked
         "max_tokens_range": _span([r["max_tokens"] for r in ok if r.get("max_tokens")]),
+        "low_scores": low_score_causes(ok),
+        "cosine_spread": repeat_spread(ok),
     }
 
 
@@ -77,7 +80,52 @@ def summarize(results: list[dict], models: list[str]) -> dict:
     for s in summary:
         s["speedup_vs_slowest"] = (slowest / s["latency_p50_s"]
                                    if slowest and s["latency_p50_s"] else None)
-    return {"summary": summary, "paired": paired_differences(by_model)}
+    return {"summary": summary, "paired": paired_differences(by_model),
+            "retrieval": retrieval_metrics(results)}
+
+
+# An answer this far from its reference is "low": was the cited page missing from the contexts
+# (retrieval missed) or in front of the model (model missed)?
+LOW_COSINE = 0.5
+
+
+def retrieval_metrics(results: list[dict]) -> dict:
+    """Per batch, over the questions whose reference cites pages (retrieval is shared by all
+    models, so each question counts once): the share whose cited page is among the hits
+    (hit rate at k) and the mean reciprocal rank of the first cited page found."""
+    by_question = {r.get("base_id") or r["question_id"]: r["retrieval"]
+                   for r in results if r.get("retrieval")}
+    ranks = [m["rank"] for m in by_question.values()]
+    if not ranks:
+        return {"questions": 0, "hit_rate": None, "mrr": None, "k": None}
+    return {"questions": len(ranks),
+            "hit_rate": sum(r is not None for r in ranks) / len(ranks),
+            "mrr": sum(1 / r for r in ranks if r) / len(ranks),
+            "k": max(m["k"] for m in by_question.values())}
+
+
+def repeat_spread(results: list[dict]) -> float | None:
+    """With repeated questions (`ask --repeat N`): the mean, over questions, of the standard
+    deviation of one model's cosine across the repeats. None without repeats."""
+    by_question: dict[str, list[float]] = {}
+    for r in results:
+        if r.get("base_id") and r.get("cosine") is not None:
+            by_question.setdefault(r["base_id"], []).append(r["cosine"])
+    spreads = [float(np.std(v, ddof=1)) for v in by_question.values() if len(v) > 1]
+    return float(np.mean(spreads)) if spreads else None
+
+
+def low_score_causes(results: list[dict]) -> dict:
+    """Answers scored below LOW_COSINE, by cause: the cited page was not retrieved, it was and
+    the model still missed, or the reference cites nothing to tell."""
+    causes = {"retrieval_missed": 0, "model_missed": 0, "unknown": 0}
+    for r in results:
+        if r.get("cosine") is None or r["cosine"] >= LOW_COSINE:
+            continue
+        match = r.get("retrieval")
+        key = "unknown" if not match else "model_missed" if match["rank"] else "retrieval_missed"
+        causes[key] += 1
+    return causes
 
 
 def paired_differences(by_model: dict[str, list[dict]]) -> list[dict]:

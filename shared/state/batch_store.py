@@ -82,6 +82,15 @@ if s == 'queued' or s == 'running' then redis.call('HSET', KEYS[1], 'status', 'c
 return redis.call('HGET', KEYS[1], 'status')
 """
 
+_DELETE = """
+-- KEYS: the batch hash, then its parts, then the batches index. ARGV: batch id
+local s = redis.call('HGET', KEYS[1], 'status')
+if s ~= 'completed' and s ~= 'failed' and s ~= 'cancelled' then return s or false end
+redis.call('DEL', unpack(KEYS, 1, #KEYS - 1))
+redis.call('ZREM', KEYS[#KEYS], ARGV[1])
+return s
+"""
+
 
 class UnknownBatch(UsageError):
     pass
@@ -89,12 +98,16 @@ class UnknownBatch(UsageError):
 
 def result_record(question: dict, model: str, unit: str | None, answer: dict | None = None,
                   cosine: float | None = None, error: str | None = None,
-                  cancelled: bool = False) -> dict:
-    """The stored result of one (question id, model)."""
+                  cancelled: bool = False, retrieval: dict | None = None) -> dict:
+    """The stored result of one (question id, model). retrieval: where the reference's cited
+    pages ranked among the question's hits (shared by every model)."""
     return {"question_id": question["id"], "model": model, "unit": unit,
             "question": question["question"], "reference": question.get("reference"),
-            "sources": question.get("sources", []), "cosine": cosine, "error": error,
-            "cancelled": cancelled, **(answer or {"answer": None})}
+            "sources": question.get("sources", []), "retrieval": retrieval, "cosine": cosine,
+            "error": error, "cancelled": cancelled,
+            **({"base_id": question["base_id"], "repeat": question["repeat"]}
+               if question.get("base_id") else {}),
+            **(answer or {"answer": None})}
 
 
 def result_field(question_id: str, model: str) -> str:
@@ -261,6 +274,23 @@ def reopen(client: redis.Redis, batch_id: str) -> int:
     if state == CANCELLING or not client.exists(keys.batch_key(batch_id, "unsent")):
         raise UsageError(f"batch {batch_id} is still {state}: resume it when it is done")
     return 0
+
+
+def delete(client: redis.Redis, batch_id: str) -> str:
+    """Delete a finished batch: its status, questions, units, contexts, answers and results,
+    and its entry in the list of batches, in one step. A batch still queued, running or
+    cancelling is refused (its tasks would write to it again). Returns the status it had."""
+    batch_keys = [keys.batch_key(batch_id), *(keys.batch_key(batch_id, part)
+                                              for part in keys.BATCH_PARTS)]
+    state = client.eval(_DELETE, len(batch_keys) + 1, *batch_keys, keys.BATCHES_INDEX, batch_id)
+    if state is None:
+        client.zrem(keys.BATCHES_INDEX, batch_id)  # an index entry left without its batch
+        raise UnknownBatch(f"unknown batch {batch_id!r}")
+    state = _s(state)
+    if state not in FINISHED:
+        raise UsageError(f"batch {batch_id} is still {state}: cancel it or wait until it is "
+                         "done, then delete it")
+    return state
 
 
 def list_batches(client: redis.Redis, limit: int = 50) -> list[dict]:

@@ -49,6 +49,7 @@ def upload_key(job_id: str, index: int) -> str:
 # Batches: a hash with status and counters, plus the questions, retrieved contexts, answers (one
 # per distinct question and model) and results (one per question id and model).
 BATCHES_INDEX = f"{PREFIX}:batches"  # sorted set: batch id by creation time
+BATCH_PARTS = ("questions", "units", "unsent", "contexts", "answers", "results")
 
 
 def batch_key(batch_id: str, part: str | None = None) -> str:

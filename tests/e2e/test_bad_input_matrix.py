@@ -45,6 +45,12 @@ CASES = [
      "no such file"),
     ("ftp-url", lambda f, s, b: ["ingest", "ftp://example.org/a.pdf", "-c", "nw"], None, 2,
      "only http and https"),
+    # the fleet's workers have no RAGFLEET_ALLOW_PRIVATE_URLS: loopback and the cloud's metadata
+    # address are refused before any connection
+    ("loopback-url", lambda f, s, b: ["ingest", "http://127.0.0.1:9/a.pdf", "-c", "nw", "--wait"],
+     None, 2, "not a public address"),
+    ("metadata-url", lambda f, s, b: ["ingest", "http://169.254.169.254/latest/meta-data/a.pdf",
+                                      "-c", "nw", "--wait"], None, 2, "not a public address"),
     ("bad-collection-name", lambda f, s, b: ["ingest", str(STANDARD_PDF), "-c", "../etc"], None, 2,
      "bad collection name"),
     ("chunk-overlap", lambda f, s, b: ["ingest", str(STANDARD_PDF), "-c", "x", "--chunk-size", "100",

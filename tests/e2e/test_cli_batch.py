@@ -144,7 +144,38 @@ def test_prompt_that_cannot_fit_fails_with_its_reason(fleet):
     assert "does not fit n_ctx 2048" in stored["error"]
 
 
-def test_the_studys_max_tokens_and_prompt_run_capped_by_the_room_left(fleet):
+def test_limit_repeat_retrieval_metrics_and_gates(fleet):
+    """--limit asks the first questions, --repeat each N times with their own seeds; the
+    summary gives the spread and the retrieval hit rate where references cite a page; gates
+    fail the command with one line."""
+    env, client, folder = fleet
+    path = write_jsonl(folder / "repeat.jsonl", QUESTIONS)
+    result = ragfleet("ask", str(path), "-c", "nw", "-m", MODELS[0], "--top-k", "2",
+                      "--max-tokens", "24", "--limit", "2", "--repeat", "2", "--temperature",
+                      "0.8", "--wait", "--json", env=env, timeout=900)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["status"], summary["completed"], summary["total"]) == ("completed", 4, 4)
+    stored = {r["question_id"]: r for r in batch_store.results(client, summary["batch"])}
+    assert sorted(stored) == ["billing#1", "billing#2", "network#1", "network#2"]
+    assert [stored[f"billing#{k}"]["sampling"]["seed"] for k in (1, 2)] == [0, 1]
+    assert stored["billing#1"]["retrieval"]["cited"] == [
+        "Northwind_Standard_Benefits_Details.pdf#page=7"]
+    assert stored["network#1"]["retrieval"] is None  # its reference cites no page
+    table = ragfleet("results", summary["batch"], env=env, timeout=120)
+    assert "4 questions (first 2 of the file), each asked 2 times" in table.stdout
+    assert "spread over 2 repeats" in table.stdout
+    assert "retrieval: a cited page in the top 2 for" in table.stdout and "of 1 questions" in \
+        table.stdout
+    failed = ragfleet("results", summary["batch"], "--fail-under", "cosine=0.99",
+                      "--fail-over", "latency_p95=0.001", env=env, timeout=120)
+    assert_one_line_error(failed, 1, "gate failed: smollm2-135m cosine", "latency_p95")
+    passed = ragfleet("results", summary["batch"], "--fail-under", "cosine=0.01",
+                      "--fail-over", "latency_p95=600", env=env, timeout=120)
+    assert passed.returncode == 0, passed.stderr
+
+
+def test_the_studys_max_tokens_and_prompt_run_capped_by_the_room_left(fleet, finished):
     """max_tokens 2000 at n_ctx 2048, as the study asked: accepted, contexts kept while the
     answer keeps its minimum room, generation capped at what is left; the study's prompt and
     the batch's sampling recorded with every answer."""
@@ -162,6 +193,14 @@ def test_the_studys_max_tokens_and_prompt_run_capped_by_the_room_left(fleet):
     assert stored["completion_tokens"] <= stored["max_tokens"]
     assert stored["sampling"] == {"temperature": 0.01, "top_p": 1.0, "top_k": 40,
                                   "repeat_penalty": 1.2, "repeat_last_n": 64, "seed": 0}
+    # the same question in the session's first batch (default prompt): compared side by side
+    compared = ragfleet("compare", finished[0]["batch"], summary["batch"], "--json",
+                        "--html", str(folder / "compare.html"), env=env, timeout=120)
+    assert compared.returncode == 0, compared.stderr
+    result = json.loads(compared.stdout)
+    assert result["questions"] == 1
+    assert {s["prompt"] for s in result["summary"]} == {"ragfleet", "study"}
+    assert "compare" in (folder / "compare.html").read_text()
 
 
 @pytest.mark.parametrize("args, needle", [

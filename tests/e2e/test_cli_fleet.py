@@ -83,7 +83,7 @@ def test_up_status_down(fleet_env):
     assert up.returncode == 0, up.stderr
     state = json.loads(up.stdout)
     assert state["redis"]["embedded"] and state["redis"]["healthy"]
-    assert state["redis"]["url"].startswith("redis://127.0.0.1:")
+    assert state["redis"]["url"].startswith("redis://:***@127.0.0.1:")  # a password, not shown
 
     status = ragfleet("status", "--json", env=fleet_env, timeout=60)
     assert status.returncode == 0, status.stderr

@@ -24,9 +24,11 @@ COLLECTION = "northwind"
 
 @pytest.fixture(scope="module")
 def cpu_fleet(redis_url, tmp_path_factory):
-    """A cpu worker against the session Redis, as on a second machine (REDIS_URL set)."""
+    """A cpu worker against the session Redis, as on a second machine (REDIS_URL set). It may
+    download from loopback (RAGFLEET_ALLOW_PRIVATE_URLS=1): the test's PDF server is there."""
     folder = tmp_path_factory.mktemp("ingest")
-    env = clean_env(REDIS_URL=redis_url, RAGFLEET_DATA_DIR=str(folder / "data"))
+    env = clean_env(REDIS_URL=redis_url, RAGFLEET_DATA_DIR=str(folder / "data"),
+                    RAGFLEET_ALLOW_PRIVATE_URLS="1")
     proc = start_worker(["--cpu"], env, folder / "cpu.log")
     client = connection.client(redis_url)
     client.flushdb()
@@ -105,7 +107,7 @@ BAD_INPUTS = [
     ("locked", lambda f: str(f / "locked.pdf"), 2, "encrypted"),
     ("ftp_url", lambda f: "ftp://example.org/doc.pdf", 2, "only http and https"),
     ("file_url", lambda f: "file:///etc/passwd", 2, "only http and https"),
-    ("dead_url", lambda f: "http://127.0.0.1:1/doc.pdf", 2, "Connection refused"),
+    ("dead_url", lambda f: "http://127.0.0.1:1/doc.pdf", 2, "could not connect"),
 ]
 
 

@@ -46,11 +46,30 @@ def test_redis_is_persistent_protected_and_never_evicts(config):
     redis = config["services"]["redis"]
     command = " ".join(redis["command"]) if isinstance(redis["command"], list) else redis["command"]
     for setting in ("--appendonly yes", "--appendfsync everysec", "--maxmemory-policy noeviction",
-                    "--requirepass"):
+                    "--maxmemory 2gb"):
         assert setting in command
     assert "test-redis-secret" in command
     assert "ports" not in redis  # not published by default
     assert any(v.startswith("redis-data:") for v in redis["volumes"])
+
+
+def test_redis_user_has_a_password_and_no_config_debug_module_or_acl(config):
+    command = config["services"]["redis"]["command"]
+    assert isinstance(command, list)  # no shell: a password with spaces stays one argument
+    user = command[command.index("--user") + 1:]
+    rules = user[:next((i for i, a in enumerate(user) if a.startswith("--")), len(user))]
+    assert rules[:3] == ["default", "on", ">test-redis-secret"]
+    assert "+@all" in rules
+    for denied in ("-config", "-debug", "-module", "-acl", "-replicaof", "-slaveof"):
+        assert denied in rules[rules.index("+@all"):]  # after +@all, so they win
+    assert "--requirepass" not in command  # the user line is the one password
+
+
+def test_redis_maxmemory_follows_the_setting():
+    result = compose("config", env={**SECRETS, "RAGFLEET_REDIS_MAXMEMORY": "512mb"})
+    assert result.returncode == 0, result.stderr
+    command = yaml.safe_load(result.stdout)["services"]["redis"]["command"]
+    assert command[command.index("--maxmemory") + 1] == "512mb"
 
 
 def test_flower_has_auth_and_listens_on_loopback(config):

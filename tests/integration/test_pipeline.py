@@ -402,3 +402,18 @@ def test_a_killed_ingestion_fails_its_job_unless_it_ended(redis_client, tmp_path
                           WordEmbedder(), Settings(data_dir=tmp_path))
     ingest_job.fail_unfinished(redis_client, done["id"], "ingestion failed: killed")
     assert jobs.get(redis_client, done["id"])["state"] == jobs.DONE
+
+
+def test_an_error_without_a_message_is_still_a_failure(redis_client, collection, model_file):
+    """str(MemoryError()) is empty: the stored reason names the exception instead, and the
+    report counts the pair as failed."""
+    from shared.report.stats import model_summary
+
+    make_batch(redis_client, collection)
+    answering.retrieve_unit(redis_client, index_cache(redis_client), WordEmbedder(), "b-test", "u1")
+    answer(redis_client, ScriptedEngine(model_file, raises=MemoryError()))
+    results = batch_store.results(redis_client, "b-test")
+    assert {r["error"] for r in results} == {"MemoryError"}
+    summary = model_summary("small", results)
+    assert (summary["answered"], summary["failed"]) == (0, 2)
+    assert model_summary("small", [{**results[0], "error": ""}])["failed"] == 1  # older records

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,22 @@ def test_bad_setting_is_a_usage_error(monkeypatch):
             load_settings()
     finally:
         get_settings.cache_clear()
+
+
+def test_redis_maxmemory_is_checked_and_defaults_to_a_quarter_of_memory(monkeypatch):
+    with pytest.raises(ValueError, match="RAGFLEET_REDIS_MAXMEMORY"):
+        Settings(redis_maxmemory="lots")
+    assert Settings(redis_maxmemory="2GB").redis_maxmemory == "2gb"
+    assert Settings(redis_maxmemory="0").redis_maxmemory == "0"  # Redis: no limit
+    monkeypatch.delenv("RAGFLEET_REDIS_MAXMEMORY", raising=False)
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    default = Settings().redis_maxmemory
+    assert default.endswith("mb")
+    assert int(default[:-2]) == max(256, total // 4 // 2**20)
+
+
+def test_private_urls_are_refused_unless_allowed(monkeypatch):
+    monkeypatch.delenv("RAGFLEET_ALLOW_PRIVATE_URLS", raising=False)
+    assert Settings().allow_private_urls is False
+    monkeypatch.setenv("RAGFLEET_ALLOW_PRIVATE_URLS", "1")
+    assert Settings().allow_private_urls is True

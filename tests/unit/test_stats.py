@@ -40,3 +40,34 @@ def test_summary_counts_latency_speedup_and_pairs():
     (pair,) = out["paired"]
     assert pair["questions"] == 2  # q3 has no score for big
     assert pair["cosine_diff_mean"] == pytest.approx(((0.9 - 0.6) + (0.7 - 0.5)) / 2)
+
+
+def test_cited_rank_finds_the_first_cited_page_among_the_hits():
+    from shared.pipeline.answering import cited_rank
+
+    retrieved = {"contexts": [{"document": "a.pdf", "page": 3}, {"document": "a.pdf", "page": 7},
+                              {"document": "b.pdf", "page": 7}]}
+    assert cited_rank({"sources": ["b.pdf#page=7", "a.pdf#page=7"]}, retrieved) == \
+        {"cited": ["b.pdf#page=7", "a.pdf#page=7"], "rank": 2, "k": 3}
+    assert cited_rank({"sources": ["a.pdf#page=9"]}, retrieved)["rank"] is None
+    assert cited_rank({"sources": []}, retrieved) is None  # nothing cited: no metric
+    assert cited_rank({"sources": ["a.pdf#page=3"]}, None) is None  # retrieval failed
+
+
+def test_retrieval_metrics_count_each_question_once_and_low_scores_by_cause():
+    from shared.report.stats import low_score_causes, retrieval_metrics
+
+    def result(qid, model, rank, cosine):
+        return {"question_id": qid, "model": model, "cosine": cosine,
+                "retrieval": {"cited": ["x"], "rank": rank, "k": 4}}
+
+    results = [result("q1", "a", 1, 0.9), result("q1", "b", 1, 0.3),
+               result("q2", "a", None, 0.2), result("q2", "b", None, 0.8),
+               result("q3", "a", 4, 0.4), {"question_id": "q4", "model": "a", "cosine": 0.1}]
+    metrics = retrieval_metrics(results)
+    assert metrics["questions"] == 3 and metrics["k"] == 4
+    assert metrics["hit_rate"] == pytest.approx(2 / 3)
+    assert metrics["mrr"] == pytest.approx((1 + 0 + 1 / 4) / 3)
+    a = [r for r in results if r["model"] == "a"]
+    assert low_score_causes(a) == {"retrieval_missed": 1, "model_missed": 1, "unknown": 1}
+    assert retrieval_metrics([{"question_id": "q", "model": "a"}])["hit_rate"] is None

@@ -1,0 +1,60 @@
+"""`ragfleet compare B1 B2 ...`: runs of several batches side by side, paired over their
+common questions."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import click
+
+from producer.output import emit_json, json_option, table, write_file
+from producer.session import connect
+from shared.report import collect, compare, exports
+
+
+@click.command("compare")
+@click.argument("batch_ids", nargs=-1, required=True, metavar="BATCH...")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="Also write an HTML page of the comparison.")
+@json_option
+def compare_cmd(batch_ids, html_out, as_json):
+    """Compare batches (other models, days, machines, settings) on the questions all answered."""
+    client = connect().client
+    result = compare.build([collect.build(client, b) for b in batch_ids])
+    if html_out:
+        write_file(html_out, _page(result))
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"{len(result['summary'])} runs over the {result['questions']} questions "
+               "every run answered with a score")
+    click.echo(table(("RUN", "PROMPT", "COSINE MEAN", "95% CI", "MEDIAN", "LATENCY P50",
+                      "TOKENS/S", "PEAK MEM"), _rows(result)))
+    for line in exports.paired_lines(result):
+        click.echo(line)
+
+
+def _rows(result: dict) -> list[tuple]:
+    return [(s["run"], s["prompt"], exports.number(s["cosine_mean"]), exports.interval(s),
+             exports.number(s["cosine_median"]), exports.number(s["latency_p50_s"], 2) + " s",
+             exports.number(s["tokens_per_s"], 1), exports.mib(s.get("peak_rss_bytes")))
+            for s in result["summary"]]
+
+
+def _page(result: dict) -> str:
+    head = "".join(f"<th>{h}</th>" for h in ("run", "prompt", "cosine mean", "95% CI",
+                                             "median", "latency p50", "tokens/s", "peak memory"))
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in _rows(result))
+    pairs = "".join(f"<li>{html.escape(line)}</li>" for line in exports.paired_lines(result))
+    data = html.escape(json.dumps(result))
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>ragfleet compare"
+            f"</title></head><body><h1>ragfleet compare</h1><p>{len(result['summary'])} runs "
+            f"over the {result['questions']} questions every run answered.</p><table border='1'>"
+            f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table><ul>{pairs}</ul>"
+            f"<script type='application/json' id='data'>{data}</script></body></html>")
+
+
+COMMANDS = (compare_cmd,)
