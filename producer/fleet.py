@@ -29,6 +29,9 @@ class PoolPlan:
     queue: str
     model: str | None
     memory_bytes: int  # estimated: model, KV cache and runtime, or the embedder
+    estimate: memory.MemoryEstimate | None = None  # a model pool's, for the message
+    n_ctx: int = 0
+    parallel: int = 1
 
 
 def pool_record_name(model: str | None) -> str:
@@ -65,8 +68,10 @@ def plan_pools(catalog: Catalog, settings: Settings, models: list[str],
         argv = worker + ["--model", name, "--threads", str(n)]
         if parallel:
             argv += ["--parallel", str(parallel)]
-        need = memory.estimate(paths[name], model.n_ctx, parallel or model.parallel).total
-        plans.append(PoolPlan(pool_record_name(name), argv, llm_queue(name), name, need))
+        n_parallel = parallel or model.parallel
+        need = memory.estimate(paths[name], model.n_ctx, n_parallel)
+        plans.append(PoolPlan(pool_record_name(name), argv, llm_queue(name), name, need.total,
+                              need, model.n_ctx, n_parallel))
     return plans
 
 
@@ -80,11 +85,12 @@ def check_memory(settings: Settings, plans: list[PoolPlan]) -> None:
         if running and running.alive():
             continue
         if plan.memory_bytes > available:
-            what = f"model {plan.model!r}" if plan.model else "the cpu pool (embedder)"
-            raise UsageError(
-                f"{what} needs about {plan.memory_bytes / 2**30:.1f} GB but only "
-                f"{max(0, available) / 2**30:.1f} GB is left for it; start fewer pools or "
-                "smaller models, or lower parallel or n_ctx")
+            if plan.estimate is None:
+                raise UsageError(f"the cpu pool (embedder) needs about "
+                                 f"{plan.memory_bytes / 2**30:.1f} GB but only "
+                                 f"{max(0, available) / 2**30:.1f} GB is left for it")
+            raise UsageError(memory.shortfall(plan.model, plan.estimate, plan.n_ctx,
+                                              plan.parallel, available))
         available -= plan.memory_bytes
 
 

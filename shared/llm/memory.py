@@ -83,13 +83,18 @@ def check_fits(model_name: str, path: Path, n_ctx: int, parallel: int,
     need = estimate(path, n_ctx, parallel)
     available = psutil.virtual_memory().available if available is None else available
     if need.total > available:
-        raise UsageError(
-            f"model {model_name!r} with parallel {parallel} needs about {_gb(need.total)} "
-            f"(KV cache {_gb(need.kv_bytes)} for {parallel} sequences x {n_ctx} tokens, "
-            f"model {_gb(need.model_bytes)}) but {_gb(available)} is available; "
-            + ("lower parallel or n_ctx" if parallel > 1 else "choose a smaller model or n_ctx")
-        )
+        raise UsageError(shortfall(model_name, need, n_ctx, parallel, available))
     return need
+
+
+def shortfall(model_name: str, need: MemoryEstimate, n_ctx: int, parallel: int,
+              available: int) -> str:
+    """One line saying what does not fit and what to change."""
+    return (f"model {model_name!r} with parallel {parallel} needs about {_gb(need.total)} "
+            f"(KV cache {_gb(need.kv_bytes)} for {parallel} sequences x {n_ctx} tokens, "
+            f"model {_gb(need.model_bytes)}) but {_gb(max(0, available))} is left for it; "
+            + ("lower parallel or n_ctx" if parallel > 1
+               else "start fewer pools, a smaller model or a lower n_ctx"))
 
 
 def check_cpu_pool_fits(available: int | None = None) -> int:

@@ -57,3 +57,14 @@ def batch_key(batch_id: str, part: str | None = None) -> str:
     not known to be sent), contexts, answers or results."""
     base = f"{PREFIX}:batch:{batch_id}"
     return f"{base}:{part}" if part else base
+
+
+# Deliveries: how often a task has started, by task id; a task whose worker died that often is
+# failed instead of run again (a poison message). Kept while the task may come back.
+def deliveries_key(task_id: str) -> str:
+    return f"{PREFIX}:deliveries:{task_id}"
+
+
+# The fleet's limits (visibility timeout, task time limits) as the first worker published them:
+# every worker must run with the same ones, or one restores another's running tasks early.
+FLEET_LIMITS = f"{PREFIX}:fleet-limits"

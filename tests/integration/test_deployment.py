@@ -106,3 +106,14 @@ def _volumes(service: dict) -> list[str]:
         else:
             out.append(v)
     return out
+
+
+def test_a_pool_for_any_catalog_model_by_name():
+    result = compose("--profile", "any-model", "config",
+                     env={**SECRETS, "RAGFLEET_MODEL": "tinyllama-1.1b-chat"})
+    assert result.returncode == 0, result.stderr
+    pool = yaml.safe_load(result.stdout)["services"]["worker-model"]
+    assert pool["command"] == ["ragfleet", "worker", "--model", "tinyllama-1.1b-chat",
+                               "--name", "tinyllama-1.1b-chat@%h"]
+    assert "tinyllama-1.1b-chat@$$HOSTNAME" in " ".join(pool["healthcheck"]["test"])
+    assert pool["profiles"] == ["any-model"]
