@@ -7,6 +7,7 @@ embedded Redis's URL carries its password): they are written mode 0600 in a 0700
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -137,6 +138,76 @@ def stop(record: ProcessRecord, grace_s: float, sig: int = signal.SIGTERM) -> bo
     except ProcessLookupError:
         pass
     return False
+
+
+COLD_SHUTDOWN_S = 15.0
+
+
+def stop_workers(records: list[ProcessRecord], grace_s: float, cold_s: float = COLD_SHUTDOWN_S,
+                 on_wait=None, wait_note_after_s: float = 5.0) -> dict[str, str]:
+    """Stop Celery workers without losing the tasks they are running.
+
+    Warm: SIGTERM to each worker's main process only, never its group: Celery stops taking
+    tasks, gives the prefetched ones back to the queue, lets its pool processes finish the
+    running ones (their results stored and acknowledged), then exits. What still runs after
+    grace_s gets SIGQUIT, Celery's cold shutdown: running tasks are cancelled and their messages
+    given back to the queue as the worker exits. What still runs cold_s later is SIGKILLed with
+    its process group; its unacknowledged tasks come back after the visibility timeout.
+
+    on_wait(names): called once with the workers still stopping after wait_note_after_s.
+    Returns how each one stopped: 'warm', 'cold' or 'killed' (or 'gone': it was not running)."""
+    how = {r.name: "gone" for r in records if not r.alive()}
+    live = [r for r in records if r.alive()]
+    members = {r.name: _members(r) for r in live}
+    for record in live:
+        _signal(record, signal.SIGTERM)
+    start = time.monotonic()
+    left = _wait(live, start + min(grace_s, wait_note_after_s))
+    if left and on_wait and grace_s > wait_note_after_s:
+        on_wait([r.name for r in left])
+    left = _wait(left, start + grace_s)
+    how.update({r.name: "warm" for r in live if r not in left})
+    for record in left:
+        _signal(record, signal.SIGQUIT)
+    killed = _wait(left, time.monotonic() + cold_s)
+    how.update({r.name: "cold" for r in left if r not in killed})
+    for record in killed:
+        how[record.name] = "killed"
+        if record.alive():
+            with _suppress_gone():
+                os.killpg(record.pid, signal.SIGKILL)
+    for record in live:  # pool processes that outlived their worker
+        for proc in members[record.name]:
+            with _suppress_gone():
+                if proc.is_running():
+                    proc.kill()
+    return how
+
+
+def _members(record: ProcessRecord) -> list[psutil.Process]:
+    try:
+        return psutil.Process(record.pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _signal(record: ProcessRecord, sig: int) -> None:
+    if record.alive():  # the same process we started, not a reused pid
+        with _suppress_gone():
+            os.kill(record.pid, sig)
+
+
+def _wait(records: list[ProcessRecord], deadline: float) -> list[ProcessRecord]:
+    """Wait until each record's process has exited or the deadline passed; returns those left."""
+    left = [r for r in records if r.alive()]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = [r for r in left if r.alive()]
+    return left
+
+
+def _suppress_gone():
+    return contextlib.suppress(ProcessLookupError, psutil.Error)
 
 
 def tail(path: str | Path, lines: int = 5) -> str:

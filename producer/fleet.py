@@ -17,9 +17,17 @@ from shared.config import Settings
 from shared.errors import RagfleetError, UsageError
 from shared.llm import memory
 from shared.llm.catalog import Catalog, pool_threads
+from shared.state import fleet_limits
 from shared.state.registry import live_workers
 
-WORKER_STOP_GRACE_S = 30.0
+# a stopping pool's running task ends by itself within its hard time limit; this much more
+# lets Celery record it, acknowledge it and exit
+WORKER_STOP_MARGIN_S = 30.0
+
+
+def worker_stop_grace_s(settings: Settings) -> float:
+    """How long `down` lets pools finish their running tasks before cancelling them."""
+    return settings.longest_task_s + WORKER_STOP_MARGIN_S
 
 
 @dataclass
@@ -94,6 +102,14 @@ def check_memory(settings: Settings, plans: list[PoolPlan]) -> None:
         available -= plan.memory_bytes
 
 
+def check_fleet_limits(settings: Settings, client: redis.Redis, plans: list[PoolPlan]) -> None:
+    """Pools about to start must use the limits the fleet on this Redis published (workers on
+    other machines may share it); refused in one line, before anything starts."""
+    if all((r := processes.load_record(settings.run_dir, p.name)) and r.alive() for p in plans):
+        return  # nothing to start
+    fleet_limits.check(fleet_limits.of(settings), fleet_limits.published(client))
+
+
 def start_pools(settings: Settings, url: str, plans: list[PoolPlan]) -> list[processes.ProcessRecord]:
     """Spawn the pools not already running; return the records of all of them."""
     env = {**os.environ, "REDIS_URL": url, "RAGFLEET_DATA_DIR": str(settings.data_path)}
@@ -142,21 +158,36 @@ def up(settings: Settings, catalog: Catalog, models: list[str] | None, threads: 
     if not settings.redis_url:
         embedded_redis.start(settings)
     url, client = connection.connect(settings)
+    check_fleet_limits(settings, client, plans)
     records = start_pools(settings, url, plans)
     if with_flower:
         flower.start(settings, url)
     wait_ready(settings, client, records)
 
 
-def down(settings: Settings) -> list[str]:
-    """Stop what `up` started here: pools first (they finish or give back their tasks), then
-    Flower, then Redis. Returns the names of what was stopped."""
-    stopped = []
-    for record in processes.load_records(settings.run_dir):
-        if record.name == embedded_redis.RECORD_NAME:
-            continue
-        if record.alive():
-            processes.stop(record, WORKER_STOP_GRACE_S)
+def down(settings: Settings, grace_s: float | None = None,
+         say=lambda message: None) -> list[str]:
+    """Stop what `up` started here: pools first, then Flower, then Redis. Returns the names of
+    what was stopped. Pools shut down warm (processes.stop_workers): each finishes its running
+    tasks, for up to grace_s (default: the longest task time limit plus a margin, so a task
+    ends by itself or by its own limit); a pool still running then is shut down cold, its
+    running tasks given back to the queue to run again."""
+    grace = worker_stop_grace_s(settings) if grace_s is None else grace_s
+    records = [r for r in processes.load_records(settings.run_dir)
+               if r.name != embedded_redis.RECORD_NAME]
+    pools = [r for r in records if r.name.startswith("pool-")]
+    how = processes.stop_workers(
+        pools, grace, on_wait=lambda names: say(
+            f"waiting for {', '.join(names)} to finish the running tasks (up to {grace:.0f} s; "
+            "`ragfleet down --grace SECONDS` cuts it short)"))
+    for name, ended in how.items():
+        if ended in ("cold", "killed"):
+            say(f"{name} did not finish within {grace:.0f} s: its running tasks were given back "
+                "to the queue" + (" (after the visibility timeout)" if ended == "killed" else ""))
+    stopped = [r.name for r in pools if how[r.name] != "gone"]
+    for record in records:
+        if record not in pools and record.alive():
+            processes.stop(record, 10.0)
             stopped.append(record.name)
         processes.remove_record(settings.run_dir, record.name)
     if embedded_redis.stop(settings):

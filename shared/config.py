@@ -79,6 +79,12 @@ class Settings(BaseSettings):
         default=10, gt=0,
         description="How often workers look for the unacknowledged tasks of dead workers.",
     )
+    max_deliveries: int = Field(
+        default=3, ge=1,
+        description="A task is run at most this many times: when its worker died that often "
+        "running it (killed, out of memory, a crash), its next delivery records the failure "
+        "instead of running it again.",
+    )
     cores: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         gt=0,

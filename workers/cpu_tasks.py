@@ -15,6 +15,7 @@ from shared.config import get_settings
 from shared.pipeline import answering, ingest_job
 from shared.retrieval.embeddings import get_embedder
 from workers import pool, resources
+from workers.task_base import CountedTask
 
 
 @app.task(name=PING_TASK)
@@ -23,7 +24,10 @@ def ping() -> dict:
     return {"worker": pool.current().nodename, "host": socket.gethostname(), "pid": os.getpid()}
 
 
-class IngestTask(app.Task):
+class IngestTask(CountedTask):
+    def give_up(self, args, reason):
+        ingest_job.fail_unfinished(resources.store(), args[0], f"ingestion failed: {reason}")
+
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         """Also called in the worker's main process when the hard time limit killed the pool
         process: the job is failed, so `ingest --wait` does not wait forever."""
@@ -38,7 +42,19 @@ def ingest(job_id: str) -> dict:
                           over_time=(SoftTimeLimitExceeded,))
 
 
-@app.task(name=RETRIEVE_TASK)
+class RetrieveTask(CountedTask):
+    def give_up(self, args, reason):
+        batch_id, unit, *models = args
+        answering.record_retrieval_failure(resources.store(), batch_id, unit,
+                                           models[0] if models else None, reason)
+
+
+class ScoreTask(CountedTask):
+    def give_up(self, args, reason):
+        answering.record_scoring_failure(resources.store(), *args, reason)
+
+
+@app.task(name=RETRIEVE_TASK, base=RetrieveTask)
 def retrieve(batch_id: str, unit: str, models: list[str] | None = None) -> None:
     """Retrieve the contexts of one distinct question, then hand it to each model's queue."""
     for model in answering.retrieve_unit(resources.store(), resources.collections(),
@@ -47,7 +63,7 @@ def retrieve(batch_id: str, unit: str, models: list[str] | None = None) -> None:
                       queue=llm_queue(model))
 
 
-@app.task(name=SCORE_TASK)
+@app.task(name=SCORE_TASK, base=ScoreTask)
 def score(batch_id: str, question_id: str, unit: str, model: str) -> None:
     """Score one stored answer against its reference."""
     answering.score_result(resources.store(), get_embedder(), batch_id, question_id, unit, model)

@@ -3,16 +3,24 @@ An adapter: it unpacks its arguments, calls shared.pipeline and sends the scorin
 
 from __future__ import annotations
 
+import socket
+
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from broker.app import app
 from broker.queues import ANSWER_TASK, SCORE_TASK
 from shared.config import get_settings, soft_limit
 from shared.pipeline import answering
+from shared.state import registry
 from workers import engine_holder, pool, resources
+from workers.task_base import CountedTask
 
 
-class AnswerTask(app.Task):
+class AnswerTask(CountedTask):
+    def give_up(self, args, reason):
+        batch_id, unit, model = args[:3]
+        answering.record_failure(resources.store(), batch_id, unit, model, reason)
+
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         """Also called in the worker's main process when the hard time limit killed the pool
         process: the pair is recorded as failed, so the batch does not wait for it forever."""
@@ -23,16 +31,19 @@ class AnswerTask(app.Task):
         answering.record_failure(resources.store(), batch_id, unit, model, reason)
 
 
-@app.task(name=ANSWER_TASK, base=AnswerTask)
-def answer(batch_id: str, unit: str, model: str, enqueued_at: float) -> None:
+@app.task(name=ANSWER_TASK, base=AnswerTask, bind=True)
+def answer(self, batch_id: str, unit: str, model: str, enqueued_at: float) -> None:
     """Generate this pool's answer to one distinct question, then have it scored."""
     config = pool.current()
     limit = get_settings().llm_task_time_limit_s
     stamp = answering.PoolStamp(worker=config.nodename, host=config.nodename.split("@", 1)[-1],
                                 parallel=config.parallel)
-    # the engine stops itself at the soft limit; Celery's signals are the backstop
-    to_score = answering.answer_unit(resources.store(), engine_holder.get, batch_id, unit, model,
-                                     enqueued_at, stamp, budget_s=soft_limit(limit),
-                                     limit_s=limit, over_time=(SoftTimeLimitExceeded,))
+    # while it generates, an ingestion on this host leaves the cores to it
+    with registry.generating(resources.store(), socket.gethostname(), self.request.id or "",
+                             limit + 60):
+        # the engine stops itself at the soft limit; Celery's signals are the backstop
+        to_score = answering.answer_unit(
+            resources.store(), engine_holder.get, batch_id, unit, model, enqueued_at, stamp,
+            budget_s=soft_limit(limit), limit_s=limit, over_time=(SoftTimeLimitExceeded,))
     for question_id in to_score:
         app.send_task(SCORE_TASK, args=[batch_id, question_id, unit, model])

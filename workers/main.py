@@ -26,6 +26,7 @@ from broker.queues import CPU_QUEUE, llm_queue
 from shared.config import Settings
 from shared.llm import memory
 from shared.llm.catalog import load_fleet_catalog
+from shared.state import fleet_limits
 from shared.state.registry import Heartbeat, WorkerInfo
 from workers import engine_holder
 from workers.pool import PoolConfig
@@ -44,7 +45,7 @@ def one_thread_per_process() -> None:
 def run(settings: Settings, model_name: str | None, threads: int | None, concurrency: int,
         loglevel: str = "INFO", nodename: str | None = None, parallel: int | None = None) -> None:
     one_thread_per_process()
-    url, _ = connection.connect(settings)  # exit 69 now rather than retry forever
+    url, client = connection.connect(settings)  # exit 69 now rather than retry forever
     host = socket.gethostname()
     if model_name:
         model = load_fleet_catalog(settings).get(model_name)
@@ -65,10 +66,14 @@ def run(settings: Settings, model_name: str | None, threads: int | None, concurr
             kind="cpu", queue=CPU_QUEUE, nodename=_nodename(nodename, f"cpu-{os.getpid()}@%h", host),
             concurrency=concurrency,
         )
+    # every worker on this Redis restores abandoned tasks after its own visibility timeout:
+    # refuse limits other than the fleet's (published by its first worker), in one line
+    limits = fleet_limits.of(settings)
+    fleet_limits.join(client, limits, fleet_limits.ttl_for(settings.heartbeat_interval_s))
     config.export()
     app = configure(url, settings)
     heartbeat = Heartbeat(url, _worker_info(config, path, host), settings.heartbeat_interval_s,
-                          _status_reader(config))
+                          _status_reader(config), limits=limits)
     _connect_signals(config, heartbeat)
     batching = config.parallel > 1
     if batching:  # no pool processes: the engine lives here, shared by the task threads

@@ -43,6 +43,9 @@ def collections_show(name, as_json):
     click.echo(table(("DOCUMENT", "PAGES", "CHUNKS", "SIZE", "SHA256"),
                      [(d["name"], d["pages"], d["chunks"], human_size(d["bytes"]), d["sha256"][:12])
                       for d in m.documents]))
+    if m.timings_s:
+        phases = ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in m.timings_s.items())
+        click.echo(f"ingestion of version {m.version}: {phases}")
 
 
 @collections.command("delete")

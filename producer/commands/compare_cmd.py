@@ -37,7 +37,7 @@ def compare_cmd(batch_ids, html_out, as_json):
 
 
 def _rows(result: dict) -> list[tuple]:
-    return [(s["run"], s["prompt"], exports.number(s["cosine_mean"]), exports.interval(s),
+    return [(s["run"], s.get("prompt") or "-", exports.number(s["cosine_mean"]), exports.interval(s),
              exports.number(s["cosine_median"]), exports.number(s["latency_p50_s"], 2) + " s",
              exports.number(s["tokens_per_s"], 1), exports.mib(s.get("peak_rss_bytes")))
             for s in result["summary"]]

@@ -31,10 +31,14 @@ def up(models: tuple[str, ...], threads: int | None, parallel: int | None, with_
 
 
 @click.command()
+@click.option("--grace", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="How long pools may finish their running tasks; then those are given back "
+                   "to the queue. Default: the longest task time limit plus 30 s.")
 @json_option
-def down(as_json: bool) -> None:
-    """Stop everything `up` started for this data directory."""
-    stopped = fleet.down(load_settings())
+def down(grace: float | None, as_json: bool) -> None:
+    """Stop everything `up` started for this data directory. Pools finish their running tasks
+    first (warm shutdown)."""
+    stopped = fleet.down(load_settings(), grace_s=grace, say=info)
     if as_json:
         emit_json({"stopped": stopped})
     else:

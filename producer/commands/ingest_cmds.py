@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 
@@ -51,13 +52,22 @@ def ingest(inputs, collection, chunk_size, chunk_overlap, wait, as_json):
 
 
 def _progress_printer():
-    """One line redrawn in place: stage, a bar, done/total."""
+    """One line redrawn in place: stage, a bar, done/total, and the rate of the stage (pages
+    per second while extracting, chunks per second while embedding)."""
+    started: dict[str, tuple[float, int]] = {}
+
     def show(job):
         if job["stage"] and job["total"]:
+            now = time.monotonic()
+            first_seen, first_done = started.setdefault(job["stage"], (now, job["done"]))
+            unit = {"extract": "pages", "embed": "chunks"}.get(job["stage"], "items")
+            rate = (f" {(job['done'] - first_done) / (now - first_seen):.1f} {unit}/s"
+                    if now - first_seen > 1 and job["done"] > first_done else "")
             filled = int(30 * job["done"] / job["total"])
             bar = "#" * filled + "-" * (30 - filled)
             end = "\n" if job["state"] in jobs.FINISHED else ""
-            click.echo(f"\r  {job['stage']:<8} [{bar}] {job['done']}/{job['total']}", err=True, nl=False)
+            click.echo(f"\r  {job['stage']:<8} [{bar}] {job['done']}/{job['total']}{rate}\x1b[K",
+                       err=True, nl=False)
             click.echo(end, err=True, nl=False)
 
     return show

@@ -6,6 +6,7 @@ import click
 
 from producer.output import emit_json, json_option, table
 from producer.session import connect
+from shared.pipeline import ingest_job
 from shared.state import jobs
 
 
@@ -26,22 +27,59 @@ def print_job(job: dict, as_json: bool) -> None:
                       for d in result["documents"]]))
 
 
-@click.command("jobs")
-@click.argument("job_id", required=False)
+class _JobsGroup(click.Group):
+    """`ragfleet jobs` lists, `ragfleet jobs JOB` shows one (as `jobs show JOB`), and
+    `ragfleet jobs cancel JOB` cancels one."""
+
+    def parse_args(self, ctx, args):
+        first = next((i for i, a in enumerate(args) if not a.startswith("-")), None)
+        if first is not None and args[first] not in self.commands:
+            args = [*args[:first], "show", *args[first:]]
+        return super().parse_args(ctx, args)
+
+
+@click.group("jobs", cls=_JobsGroup, invoke_without_command=True,
+             subcommand_metavar="[JOB | cancel JOB]")
 @json_option
-def jobs_cmd(job_id, as_json):
-    """Recent ingestion jobs, or one job."""
-    client = connect().client
-    if job_id:
-        print_job(jobs.get(client, job_id), as_json)
+@click.pass_context
+def jobs_cmd(ctx, as_json):
+    """Recent ingestion jobs, one job (jobs JOB), or cancel one (jobs cancel JOB)."""
+    ctx.obj = {"as_json": as_json}
+    if ctx.invoked_subcommand:
         return
-    found = jobs.recent(client)
+    found = jobs.recent(connect().client)
     if as_json:
         emit_json({"jobs": found})
         return
     click.echo(table(("JOB", "COLLECTION", "STATE", "STAGE", "ERROR"),
                      [(j["id"], j["collection"], j["state"], j["stage"] or "-", j["error"] or "")
                       for j in found]))
+
+
+@jobs_cmd.command("show", hidden=True)
+@click.argument("job_id", metavar="JOB")
+@json_option
+@click.pass_obj
+def jobs_show(obj, job_id, as_json):
+    """One ingestion job."""
+    print_job(jobs.get(connect().client, job_id), as_json or obj["as_json"])
+
+
+@jobs_cmd.command("cancel")
+@click.argument("job_id", metavar="JOB")
+@json_option
+@click.pass_obj
+def jobs_cancel(obj, job_id, as_json):
+    """Cancel a queued or running ingestion job: it fails with 'cancelled by the user' (so
+    `ingest --wait` returns), a worker skips it, and no version is stored unless it was being
+    stored already. A finished job stays as it is."""
+    job = ingest_job.cancel(connect().client, job_id)
+    if as_json or obj["as_json"]:
+        emit_json(job)
+    elif job.get("cancelled"):
+        click.echo(f"job {job_id}: {job['state']} ({job['error']})")
+    else:
+        click.echo(f"job {job_id}: {job['state']} already")
 
 
 COMMANDS = (jobs_cmd,)

@@ -87,6 +87,27 @@ def record_failure(client: redis.Redis, batch_id: str, unit: str, model: str,
     record_all(client, batch_id, records, model, unit, "failed", error=reason)
 
 
+def record_retrieval_failure(client: redis.Redis, batch_id: str, unit: str,
+                             models: list[str] | None, reason: str) -> None:
+    """A unit's retrieval failed outside the step: every model's pairs of the unit fail."""
+    _, records = unit_question(client, batch_id, unit)
+    for model in models or batch_store.get(client, batch_id)["models"]:
+        record_all(client, batch_id, records, model, unit, "failed",
+                   error=f"retrieval failed: {reason}")
+
+
+def record_scoring_failure(client: redis.Redis, batch_id: str, question_id: str, unit: str,
+                           model: str, reason: str) -> None:
+    """Scoring one answer failed outside the step: the pair fails, its answer kept."""
+    if batch_store.has_result(client, batch_id, question_id, model):
+        return
+    (question,) = [q for q in batch_store.questions(client, batch_id) if q["id"] == question_id]
+    batch_store.record(client, batch_id, question_id, model, batch_store.result_record(
+        question, model, unit, answer=batch_store.answer(client, batch_id, unit, model),
+        retrieval=cited_rank(question, batch_store.contexts(client, batch_id, unit)),
+        error=f"scoring failed: {reason}"), "failed")
+
+
 def reason(exc: BaseException) -> str:
     """A failure's stored reason, never empty (str(MemoryError()) is ''): an empty error would
     count as an answer."""

@@ -7,6 +7,8 @@ lock keeps two runs from building on the same version."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
 import redis
 
@@ -14,7 +16,7 @@ from shared.config import Settings
 from shared.errors import RagfleetError
 from shared.pipeline.ingestion import SourceDocument, ingest
 from shared.retrieval import download
-from shared.state import jobs, locks, uploads
+from shared.state import jobs, locks, registry, uploads
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +24,21 @@ log = logging.getLogger(__name__)
 def run(client: redis.Redis, job_id: str, embedder, settings: Settings,
         over_time: tuple[type[BaseException], ...] = ()) -> dict:
     """Run one job; returns its final record. over_time: exceptions that mean the task ran out
-    of time (the task runner's soft-limit signal)."""
+    of time (the task runner's soft-limit signal). A job that ends meanwhile (cancelled by the
+    user) stops at its next progress step, and its record is left as the cancel made it."""
     job = jobs.get(client, job_id)
     if job["state"] in jobs.FINISHED:
         return job
+    try:
+        return _run(client, job, embedder, settings, over_time)
+    except jobs.JobFinished as finished:
+        log.info("ingestion %s ended while it ran: %s", job_id, finished.job.get("error"))
+        return jobs.get(client, job_id)
+
+
+def _run(client: redis.Redis, job: dict, embedder, settings: Settings,
+         over_time: tuple[type[BaseException], ...]) -> dict:
+    job_id = job["id"]
     try:
         with locks.collection_held(client, job["collection"], owner=job_id):
             jobs.update(client, job_id, state=jobs.RUNNING, stage="fetch")
@@ -39,9 +52,13 @@ def run(client: redis.Redis, job_id: str, embedder, settings: Settings,
                 client, job["collection"], sources, job["options"].get("chunk_size"),
                 job["options"].get("chunk_overlap"), embedder,
                 defaults=(settings.chunk_size, settings.chunk_overlap),
+                # each step also checks the job: a cancelled one raises JobFinished here
                 progress=lambda stage, done, total: jobs.update(
                     client, job_id, stage=stage, done=done, total=total),
+                threads=embedding_threads(client),
             )
+    except jobs.JobFinished:
+        raise
     except RagfleetError as exc:  # bad input: fail the job with its reason, do not retry
         log.warning("ingestion %s failed: %s", job_id, exc)
         return jobs.update(client, job_id, state=jobs.FAILED, error=str(exc),
@@ -55,15 +72,47 @@ def run(client: redis.Redis, job_id: str, embedder, settings: Settings,
         log.exception("ingestion %s failed", job_id)
         return jobs.update(client, job_id, state=jobs.FAILED, error_code=1,
                            error=f"ingestion failed: {type(exc).__name__}: {exc}")
-    job = jobs.update(client, job_id, state=jobs.DONE, stage="done", result=report.to_json())
     uploads.discard(client, job_id, len(job["sources"]))
-    return job
+    try:
+        return jobs.update(client, job_id, state=jobs.DONE, stage="done", result=report.to_json())
+    except jobs.JobFinished as finished:
+        if not report.changed:
+            raise
+        # cancelled after its last progress step: the version is stored and current; say so
+        return jobs.update(client, job_id, finished_ok=True, result=report.to_json(),
+                           error=f"{finished.job.get('error')}, too late: version "
+                                 f"{report.version} was already stored")
+
+
+def embedding_threads(client: redis.Redis):
+    """Every core for the embedder while no model pool of this host is generating, one while
+    one is: an ingestion must not slow the answers (llama.cpp slows down several times when
+    its threads compete for cores), and should not leave a core idle otherwise."""
+    host, cores = socket.gethostname(), os.cpu_count() or 1
+
+    def threads() -> int:
+        try:
+            return 1 if registry.generating_on(client, host) else cores
+        except redis.exceptions.RedisError:
+            return 1
+    return threads
 
 
 def fail_unfinished(client: redis.Redis, job_id: str, reason: str) -> None:
-    """The job's worker process was killed (hard time limit): fail the job unless it ended."""
-    if jobs.get(client, job_id)["state"] not in jobs.FINISHED:
-        jobs.update(client, job_id, state=jobs.FAILED, error_code=1, error=reason)
+    """The job's worker process was killed (hard time limit), or died too often running it
+    (pipeline.poison): fail the job unless it ended."""
+    jobs.fail(client, job_id, reason)
+
+
+def cancel(client: redis.Redis, job_id: str) -> dict:
+    """The user's cancel: a queued or running job ends failed, 'cancelled by the user', so a
+    waiting `ingest --wait` returns; a worker that picks it up later skips it, one running it
+    stops at its next progress step without storing a version. Its uploaded bytes are
+    discarded. A job that had ended stays as it was. Returns the job as it is now."""
+    job = jobs.fail(client, job_id, jobs.CANCELLED_BY_USER, cancelled=True)
+    if job.get("cancelled"):
+        uploads.discard(client, job_id, len(job["sources"]))
+    return job
 
 
 def fetch(client: redis.Redis, job_id: str, index: int, spec: dict, max_bytes: int,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,7 +72,9 @@ class IngestReport:
 
 def ingest(client: redis.Redis, collection: str, sources: list[SourceDocument],
            chunk_size: int | None, chunk_overlap: int | None, embedder,
-           defaults: tuple[int, int], progress=lambda stage, done, total: None) -> IngestReport:
+           defaults: tuple[int, int], progress=lambda stage, done, total: None,
+           threads: Callable[[], int] | None = None) -> IngestReport:
+    """threads: the cores the embedder may use now (see Embedder.embed)."""
     timings: dict[str, float] = {}
     base = current_version(client, collection)
     size, overlap = _chunk_settings(base, chunk_size, chunk_overlap, defaults)
@@ -79,15 +82,15 @@ def ingest(client: redis.Redis, collection: str, sources: list[SourceDocument],
     clock = time.perf_counter()
     known = {d["sha256"]: d for d in base.manifest.documents} if base else {}
     added, report_docs = [], []
-    for i, source in enumerate(sources):
+    for source in sources:
         digest = hashlib.sha256(source.data).hexdigest()
         if digest in known or any(a[1] == digest for a in added):
             report_docs.append({"name": source.name, "status": "unchanged",
                                 "pages": known.get(digest, {}).get("pages")})
             continue
-        pages = extract_pages(source.data, source.name)
+        pages = extract_pages(source.data, source.name,
+                              progress=lambda done, total: progress("extract", done, total))
         added.append((source, digest, pages))
-        progress("extract", i + 1, len(sources))
     timings["extract"] = time.perf_counter() - clock
     if not added:
         return IngestReport(collection, base.manifest.version, False, report_docs,
@@ -109,7 +112,8 @@ def ingest(client: redis.Redis, collection: str, sources: list[SourceDocument],
 
     clock = time.perf_counter()
     vectors = embedder.embed([c.text for c in new_chunks],
-                             progress=lambda done, total: progress("embed", done, total))
+                             progress=lambda done, total: progress("embed", done, total),
+                             threads=threads)
     timings["embed"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -124,6 +128,7 @@ def ingest(client: redis.Redis, collection: str, sources: list[SourceDocument],
                         embedding_model=embedder.name, dim=int(all_vectors.shape[1]),
                         chunk_size=size, chunk_overlap=overlap)
     timings["index"] = time.perf_counter() - clock
+    manifest.timings_s = dict(timings)  # the store phase is the report's only
 
     clock = time.perf_counter()
     version = collection_store.save(client, manifest,

@@ -27,8 +27,7 @@ def build(reports: list[dict]) -> dict:
                            if r["model"] == model and not r.get("cancelled")]
             meta[label] = {"batch": batch["id"], "model": model,
                            "collection": f"{batch['collection']} v{batch['version']}",
-                           "created_at": batch["created_at"],
-                           "prompt": (batch["params"].get("prompt") or {}).get("name", "ragfleet")}
+                           "created_at": batch["created_at"]}
     scored = [{r["question_id"] for r in results if r.get("cosine") is not None}
               for results in runs.values()]
     common = set.intersection(*scored) if scored else set()

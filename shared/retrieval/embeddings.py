@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -42,17 +43,30 @@ class Embedder:
             self.model.get_sentence_embedding_dimension
         self.dim = dimension()
 
-    def embed(self, texts: list[str], progress=None) -> np.ndarray:
-        """float32 (len(texts), dim); `progress(done, total)` after each batch."""
+    def embed(self, texts: list[str], progress=None,
+              threads: Callable[[], int] | None = None) -> np.ndarray:
+        """float32 (len(texts), dim); `progress(done, total)` after each batch. `threads`, asked
+        before each batch, says how many cores torch may use now (a long ingestion takes both
+        cores while no model pool is generating, one while one is); it is put back after."""
+        import torch
+
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            batch = texts[start:start + self.batch_size]
-            out[start:start + len(batch)] = self.model.encode(
-                batch, batch_size=self.batch_size, normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=False,
-            )
-            if progress:
-                progress(start + len(batch), len(texts))
+        # longest first, so each batch pads its texts to about the same length
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        before = torch.get_num_threads()
+        try:
+            for start in range(0, len(texts), self.batch_size):
+                if threads:
+                    torch.set_num_threads(max(1, threads()))
+                rows = order[start:start + self.batch_size]
+                out[rows] = self.model.encode(
+                    [texts[i] for i in rows], batch_size=self.batch_size,
+                    normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+                if progress:
+                    progress(start + len(rows), len(texts))
+        finally:
+            if threads:
+                torch.set_num_threads(before)
         return out
 
 

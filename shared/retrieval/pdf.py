@@ -22,9 +22,10 @@ class Page:
     text: str
 
 
-def extract_pages(data: bytes, name: str, password: str | None = None) -> list[Page]:
-    """Text of every page. Raises BadDocument for an empty, non-PDF, corrupt, locked or
-    image-only file."""
+def extract_pages(data: bytes, name: str, password: str | None = None,
+                  progress=None) -> list[Page]:
+    """Text of every page; `progress(done, total)` every 10 pages and at the end. Raises
+    BadDocument for an empty, non-PDF, corrupt, locked or image-only file."""
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
 
@@ -36,8 +37,12 @@ def extract_pages(data: bytes, name: str, password: str | None = None) -> list[P
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted and not reader.decrypt(password or ""):
             raise BadDocument(f"{name}: the PDF is encrypted and needs a password")
-        pages = [Page(i, _clean(page.extract_text() or "")) for i, page in
-                 enumerate(reader.pages, start=1)]
+        total = len(reader.pages)
+        pages = []
+        for i, page in enumerate(reader.pages, start=1):
+            pages.append(Page(i, _clean(page.extract_text() or "")))
+            if progress and (i % 10 == 0 or i == total):
+                progress(i, total)
     except BadDocument:
         raise
     except FileNotDecryptedError:

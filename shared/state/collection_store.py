@@ -50,6 +50,8 @@ class Manifest:
     chunk_size: int
     chunk_overlap: int
     created_at: float = field(default_factory=time.time)
+    # seconds per phase of the ingestion that made this version (extract, chunk, embed, index)
+    timings_s: dict = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)

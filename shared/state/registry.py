@@ -6,6 +6,7 @@ model file, and whether the model has loaded, on this machine or any other.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -13,7 +14,7 @@ import threading
 import redis
 from pydantic import BaseModel, Field
 
-from shared.state import keys
+from shared.state import fleet_limits, keys
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,29 @@ def withdraw(client: redis.Redis, nodename: str) -> None:
     client.delete(keys.worker_key(nodename))
 
 
+@contextlib.contextmanager
+def generating(client: redis.Redis, host: str, task_id: str, ttl_s: int):
+    """Mark a model pool of `host` as generating while the block runs (the mark expires after
+    ttl_s should the process die): the cpu pool's embedder leaves the cores to it meanwhile."""
+    key = keys.generating_key(host, task_id)
+    try:
+        client.set(key, "1", ex=max(1, ttl_s))
+    except redis.exceptions.RedisError as exc:  # a hint for the embedder, never a failure
+        log.warning("could not mark %s as generating: %s", task_id, exc)
+    try:
+        yield
+    finally:
+        try:
+            client.delete(key)
+        except redis.exceptions.RedisError:
+            pass  # it expires
+
+
+def generating_on(client: redis.Redis, host: str) -> int:
+    """How many answers the model pools of `host` are generating now."""
+    return sum(1 for _ in client.scan_iter(match=keys.generating_pattern(host), count=100))
+
+
 def live_workers(client: redis.Redis) -> list[dict]:
     """Every registry entry that has not expired."""
     names = sorted(client.scan_iter(match=keys.worker_pattern(), count=500))
@@ -58,14 +82,16 @@ def live_workers(client: redis.Redis) -> list[dict]:
 class Heartbeat:
     """A daemon thread publishing `info` (plus what `status_of` says now: the model's state,
     memory) every `interval_s` seconds; the entry lives three intervals, so a worker that dies
-    drops out within that."""
+    drops out within that. `limits`: the fleet's limits this worker runs with, kept published
+    (state.fleet_limits) while it lives, withdrawn when it is the last worker to stop."""
 
     def __init__(self, url: str, info: WorkerInfo, interval_s: float,
-                 status_of=lambda: {"state": "ready"}):
+                 status_of=lambda: {"state": "ready"}, limits: dict[str, int] | None = None):
         self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self.info = info
         self.interval_s = interval_s
         self.status_of = status_of
+        self.limits = limits
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="registry-heartbeat", daemon=True)
 
@@ -74,6 +100,8 @@ class Heartbeat:
 
     def beat(self) -> None:
         publish(self.client, self.info, self.status_of(), int(self.interval_s * 3))
+        if self.limits:
+            fleet_limits.refresh(self.client, self.limits, fleet_limits.ttl_for(self.interval_s))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -87,5 +115,7 @@ class Heartbeat:
         self._stop.set()
         try:
             withdraw(self.client, self.info.nodename)
+            if self.limits and not live_workers(self.client):
+                fleet_limits.withdraw(self.client)
         except redis.exceptions.RedisError:
             pass

@@ -56,7 +56,10 @@ def test_every_answer_is_stored_whatever_the_template(tmp_path):
         report = json.loads(ragfleet("results", batch["batch"], "--format", "json", env=env,
                                      timeout=120).stdout)
         for result in report["results"]:
-            assert result["error"] is None and result["answer"], result
+            assert result["error"] is None, result
             assert result["sampling"]["repeat_penalty"] == 1.1  # the study stack's default
+        # SmolLM2 was trained on ChatML: under a foreign template it may stop at once (an
+        # empty answer is its answer); under ChatML it answers
+        assert all(r["answer"] for r in report["results"] if r["model"] == "smol-no-template")
     finally:
         ragfleet("down", env=env, timeout=120)

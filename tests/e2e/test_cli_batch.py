@@ -135,8 +135,10 @@ def test_prompt_that_cannot_fit_fails_with_its_reason(fleet):
     env, client, folder = fleet
     long_question = [{"id": "huge", "question": "Explain this. " + "coverage details " * 230}]
     path = write_jsonl(folder / "huge.jsonl", long_question)
+    # the answer must keep 1900 tokens of room (a batch setting, taken from the producer)
     result = ragfleet("ask", str(path), "-c", "nw", "-m", MODELS[0], "--max-tokens", "1900",
-                      "--wait", "--json", env=env, timeout=600)
+                      "--wait", "--json", env={**env, "RAGFLEET_MIN_ANSWER_TOKENS": "1900"},
+                      timeout=600)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert (summary["status"], summary["failed"]) == ("failed", 1)
@@ -199,7 +201,7 @@ def test_the_studys_max_tokens_and_prompt_run_capped_by_the_room_left(fleet, fin
     assert compared.returncode == 0, compared.stderr
     result = json.loads(compared.stdout)
     assert result["questions"] == 1
-    assert {s["prompt"] for s in result["summary"]} == {"ragfleet", "study"}
+    assert {s["prompt"] for s in result["summary"]} == {"ragfleet@v1", "study@v1"}
     assert "compare" in (folder / "compare.html").read_text()
 
 

@@ -100,3 +100,18 @@ def test_second_document_makes_a_new_version_and_readers_reload_once(northwind, 
     assert {c.document for c in index.chunks} == {STANDARD_PDF.name, PLUS_PDF.name}
     # the Standard chunks were reused, not re-embedded into different vectors
     assert len(index.chunks) == first.chunks + report.documents[1]["chunks"]
+
+
+def test_embedding_with_more_threads_gives_the_same_vectors_and_puts_threads_back(embedder):
+    import torch
+
+    texts = [p.text for p in extract_pages(STANDARD_PDF.read_bytes(), "std")[:12]]
+    before = torch.get_num_threads()
+    plain = embedder.embed(texts)
+    asked = []
+    both = embedder.embed(texts, threads=lambda: asked.append(2) or 2)
+    assert asked and torch.get_num_threads() == before
+    assert abs(plain - both).max() < 1e-5
+    # texts are embedded longest first, but each vector lands in its text's row
+    single = embedder.embed([texts[3]])[0]
+    assert abs(plain[3] - single).max() < 1e-5

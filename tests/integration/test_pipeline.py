@@ -40,7 +40,7 @@ class WordEmbedder:
         self.calls = 0
         self.fail = fail
 
-    def embed(self, texts: list[str], progress=None) -> np.ndarray:
+    def embed(self, texts: list[str], progress=None, threads=None) -> np.ndarray:
         self.calls += 1
         if self.fail:
             raise self.fail
@@ -417,3 +417,18 @@ def test_an_error_without_a_message_is_still_a_failure(redis_client, collection,
     summary = model_summary("small", results)
     assert (summary["answered"], summary["failed"]) == (0, 2)
     assert model_summary("small", [{**results[0], "error": ""}])["failed"] == 1  # older records
+
+
+def test_the_embedder_takes_every_core_only_while_no_pool_of_this_host_generates(redis_client):
+    import os
+    import socket
+
+    from shared.state import registry
+
+    threads = ingest_job.embedding_threads(redis_client)
+    assert threads() == (os.cpu_count() or 1)
+    with registry.generating(redis_client, socket.gethostname(), "task-1", ttl_s=60):
+        assert threads() == 1
+        with registry.generating(redis_client, "another-host", "task-2", ttl_s=60):
+            assert registry.generating_on(redis_client, "another-host") == 1
+    assert threads() == (os.cpu_count() or 1)  # the mark went with the task
