@@ -25,7 +25,7 @@ from shared.retrieval.fusion import retrieve
 from shared.retrieval.prompts import (
     BUILT_IN,
     DEFAULT_MIN_ANSWER_TOKENS,
-    DEFAULT_PROMPT,
+    LEGACY_PROMPT,
     PromptTemplate,
     fit_prompt,
 )
@@ -267,7 +267,7 @@ def batch_prompt(params: dict) -> PromptTemplate:
     """The template a batch was created with (stored whole, so a worker on any machine has it);
     batches from before templates used the default one."""
     stored = params.get("prompt")
-    return PromptTemplate.model_validate(stored) if stored else BUILT_IN[DEFAULT_PROMPT]
+    return PromptTemplate.model_validate(stored) if stored else BUILT_IN[LEGACY_PROMPT]
 
 
 def batch_sampling(params: dict) -> SamplingOverrides:

@@ -22,12 +22,17 @@ def count_words(messages):
     return sum(len(m.content.split()) for m in messages)
 
 
-def test_default_system_text_is_fixed_and_first():
-    a, b = messages_for("Q1?", CONTEXTS), messages_for("Q2?", CONTEXTS[:1])
+def test_ragfleet_system_text_is_fixed_and_first():
+    ragfleet = BUILT_IN["ragfleet"]
+    a, b = messages_for("Q1?", CONTEXTS, ragfleet), messages_for("Q2?", CONTEXTS[:1], ragfleet)
     assert a[0].role == b[0].role == "system" and a[0].content == b[0].content
-    assert a[0].content == BUILT_IN["ragfleet"].system
+    assert a[0].content == ragfleet.system
     assert a[1].content.startswith("Context:\npage7 ") and a[1].content.endswith("Question: Q1?")
-    assert messages_for("Q?", [])[1].content == "Question: Q?"
+    assert messages_for("Q?", [], ragfleet)[1].content == "Question: Q?"
+
+
+def test_the_default_is_the_studys_prompt():
+    assert messages_for("Q?", CONTEXTS) == messages_for("Q?", CONTEXTS, BUILT_IN["study"])
 
 
 def test_study_prompt_is_the_studys_own():
@@ -51,8 +56,8 @@ def test_lowest_ranked_contexts_are_dropped_first():
     full = count_words(messages_for("Q?", CONTEXTS))
     fitted = fit_prompt("Q?", CONTEXTS, count_words, n_ctx=full - 50 + 100, max_tokens=100)
     assert fitted.contexts_kept == 2 and fitted.prompt_tokens <= full - 50
-    assert "page7" in fitted.messages[1].content and "page3" in fitted.messages[1].content
-    assert "page9" not in fitted.messages[1].content
+    prompt = " ".join(m.content for m in fitted.messages)
+    assert "page7" in prompt and "page3" in prompt and "page9" not in prompt
 
 
 def test_a_large_max_tokens_keeps_the_contexts_and_is_capped_by_the_room_left():
