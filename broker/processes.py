@@ -181,6 +181,7 @@ def stop_workers(records: list[ProcessRecord], grace_s: float, cold_s: float = C
             with _suppress_gone():
                 if proc.is_running():
                     proc.kill()
+    _wait(killed, time.monotonic() + 10)  # SIGKILL is not instant: return once they are gone
     return how
 
 

@@ -77,7 +77,7 @@ def plan_pools(catalog: Catalog, settings: Settings, models: list[str],
         if parallel:
             argv += ["--parallel", str(parallel)]
         n_parallel = parallel or model.parallel
-        need = memory.estimate(paths[name], model.n_ctx, n_parallel)
+        need = memory.estimate_or_size(paths[name], model.n_ctx, n_parallel)
         plans.append(PoolPlan(pool_record_name(name), argv, llm_queue(name), name, need.total,
                               need, model.n_ctx, n_parallel))
     return plans

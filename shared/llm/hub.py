@@ -105,7 +105,7 @@ def _explain(model: ModelSettings, exc: OSError) -> RagfleetError:
         return HubUnavailable(f"model {model.name!r}: the hub answered {status} for {where}")
     if isinstance(exc, OfflineModeIsEnabled | LocalEntryNotFoundError):
         return HubUnavailable(f"model {model.name!r}: cannot reach the hub for {where} "
-                              "(offline, or HF_HUB_OFFLINE is set)")
+                              "(offline, or HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set)")
     if exc.errno == errno.ENOSPC:
         return RagfleetError(f"model {model.name!r}: no space left on the device for {where}")
     return HubUnavailable(f"model {model.name!r}: download of {where} failed: {_one_line(exc)}")

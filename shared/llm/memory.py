@@ -77,10 +77,19 @@ def estimate(path: Path, n_ctx: int, parallel: int) -> MemoryEstimate:
                           overhead_bytes=RUNTIME_OVERHEAD_BYTES)
 
 
+def estimate_or_size(path: Path, n_ctx: int, parallel: int) -> MemoryEstimate:
+    """The estimate, or the file's size alone when llama.cpp cannot read its metadata (a broken
+    GGUF): the pool then reports the load failure itself, as it would without the check."""
+    try:
+        return estimate(path, n_ctx, parallel)
+    except (ValueError, RuntimeError, KeyError):
+        return MemoryEstimate(path.stat().st_size, 0, RUNTIME_OVERHEAD_BYTES)
+
+
 def check_fits(model_name: str, path: Path, n_ctx: int, parallel: int,
                available: int | None = None) -> MemoryEstimate:
     """The estimate, or a UsageError naming the setting when it exceeds available memory."""
-    need = estimate(path, n_ctx, parallel)
+    need = estimate_or_size(path, n_ctx, parallel)
     available = psutil.virtual_memory().available if available is None else available
     if need.total > available:
         raise UsageError(shortfall(model_name, need, n_ctx, parallel, available))

@@ -98,7 +98,8 @@ def hub(tmp_path):
                     RAGFLEET_MODELS_DIR=str(tmp_path / "models"),
                     HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
                     HF_HOME=str(tmp_path / "hf-home"))
-    env.pop("HF_HUB_OFFLINE", None)
+    for offline in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):  # set by an embedder loaded
+        env.pop(offline, None)                                  # earlier in this process
     yield server, env, data, tmp_path / "models"
     server.shutdown()
 
