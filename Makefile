@@ -71,6 +71,7 @@ test-unit: install
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[models,test,bench]'
 	$(BIN)/python -m benchmarks.bench_retrieval
+	$(BIN)/python -m benchmarks.bench_retrieval_quality
 	$(BIN)/python -m benchmarks.bench_ingest
 	$(BIN)/python -m benchmarks.bench_overhead
 	$(BIN)/python -m benchmarks.bench_throughput
