@@ -31,9 +31,7 @@ def credentials(settings: Settings) -> tuple[str, str]:
         saved = json.loads(path.read_text(encoding="utf-8"))
         return saved["user"], saved["password"]
     user, password = settings.flower_user, secrets.token_urlsafe(18)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"user": user, "password": password}, fh)
+    processes.write_private(path, json.dumps({"user": user, "password": password}))
     return user, password
 
 

@@ -102,18 +102,15 @@ def _summary_table(report: dict) -> str:
             + (f"<ul>{pairs}</ul>" if pairs else ""))
 
 
-def _mib(size: int | None) -> str:
-    return "-" if not size else f"{size / 2**20:.0f} MiB"
-
-
 def _settings_table(report: dict) -> str:
     """Each model's file and memory, and how it was asked (prompt template, sampling), as its
     answers recorded them."""
     names = ("temperature", "top_p", "top_k", "repeat_penalty", "repeat_last_n", "seed")
     rows = "".join(
         f"<tr><td>{html.escape(s['model'])}</td>"
-        f"<td>{html.escape(s.get('quantization') or '-')}</td><td>{_mib(s.get('model_size'))}</td>"
-        f"<td>{_mib(s.get('peak_rss_bytes'))}</td>"
+        f"<td>{html.escape(s.get('quantization') or '-')}</td>"
+        f"<td>{exports.mib(s.get('model_size'))}</td>"
+        f"<td>{exports.mib(s.get('peak_rss_bytes'))}</td>"
         f"<td>{'-' if s.get('load_s') is None else format(s['load_s'], '.1f') + ' s'}</td>"
         f"<td>{html.escape(s.get('prompt') or '-')}</td>"
         + "".join(f"<td>{(s.get('sampling') or {}).get(n, '-')}</td>" for n in names)

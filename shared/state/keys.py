@@ -14,13 +14,10 @@ def worker_pattern() -> str:
     return f"{WORKER_PREFIX}*"
 
 
-# A model pool generating an answer on a host: one key per task, expiring after its time limit.
-def generating_key(host: str, task_id: str) -> str:
-    return f"{PREFIX}:generating:{host}:{task_id}"
-
-
-def generating_pattern(host: str) -> str:
-    return f"{PREFIX}:generating:{host}:*"
+# The answers a host's model pools are generating: a sorted set of task ids, each scored by the
+# time its mark expires (a dead process's mark lapses after the task's time limit).
+def generating_key(host: str) -> str:
+    return f"{PREFIX}:generating:{host}"
 
 # Collections: a pointer hash naming the current version; each version's data under its own keys,
 # written in full before the pointer moves.

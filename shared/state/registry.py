@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 
 import redis
 from pydantic import BaseModel, Field
@@ -51,23 +52,28 @@ def withdraw(client: redis.Redis, nodename: str) -> None:
 def generating(client: redis.Redis, host: str, task_id: str, ttl_s: int):
     """Mark a model pool of `host` as generating while the block runs (the mark expires after
     ttl_s should the process die): the cpu pool's embedder leaves the cores to it meanwhile."""
-    key = keys.generating_key(host, task_id)
+    key, ttl_s = keys.generating_key(host), max(1, ttl_s)
     try:
-        client.set(key, "1", ex=max(1, ttl_s))
+        with client.pipeline() as pipe:
+            pipe.zadd(key, {task_id: time.time() + ttl_s})
+            pipe.expire(key, ttl_s)  # every mark has the same lifetime: the newest lasts longest
+            pipe.zremrangebyscore(key, "-inf", time.time())  # marks of dead processes
+            pipe.execute()
     except redis.exceptions.RedisError as exc:  # a hint for the embedder, never a failure
         log.warning("could not mark %s as generating: %s", task_id, exc)
     try:
         yield
     finally:
         try:
-            client.delete(key)
+            client.zrem(key, task_id)
         except redis.exceptions.RedisError:
-            pass  # it expires
+            pass  # it lapses
 
 
 def generating_on(client: redis.Redis, host: str) -> int:
-    """How many answers the model pools of `host` are generating now."""
-    return sum(1 for _ in client.scan_iter(match=keys.generating_pattern(host), count=100))
+    """How many answers the model pools of `host` are generating now (one round trip: the
+    embedder asks before each batch)."""
+    return int(client.zcount(keys.generating_key(host), time.time(), "+inf"))
 
 
 def live_workers(client: redis.Redis) -> list[dict]:
