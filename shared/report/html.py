@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import plotly.graph_objects as go
 from plotly.io import to_html
 
-from shared.report import exports
+from shared.report import exports, recommend
 from shared.report.stats import LOW_COSINE
 
 WORST_AND_SLOWEST = 5
@@ -89,6 +89,25 @@ def accuracy_vs_memory(report: dict) -> go.Figure:
         report, lambda s: s.get("peak_rss_bytes") and s["peak_rss_bytes"] / 2**20,
         "Which model fits the machine: mean cosine against the pool's peak memory",
         "peak resident memory of the pool (MiB)")
+
+
+def _recommendation(report: dict) -> str:
+    """The answer the user came for, first: which model to run, and the Pareto front."""
+    advice = report.get("recommendation") or recommend.recommend(
+        report["summary"], report["paired"], recommend.Limits())
+    sentences = "".join(f"<p>{html.escape(line)}</p>" for line in recommend.lines(advice))
+    head = "".join(f"<th>{h}</th>" for h in ("model", "cosine mean", "95% CI",
+                                             "median latency", "memory"))
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
+            r["run"], f"{r['cosine_mean']:.3f}",
+            f"{r['cosine_ci95'][0]:.3f}-{r['cosine_ci95'][1]:.3f}" if r["cosine_ci95"] else "-",
+            f"{r['latency_p50_s']:.2f} s" if r["latency_p50_s"] is not None else "-",
+            exports.mib(r["memory_bytes"]) + (" (est.)" if r["memory_estimated"] else "")))
+        + "</tr>" for r in advice["pareto_front"])
+    return (f'<section id="recommendation"><h2>Which model to run</h2>{sentences}'
+            f'<table class="pareto"><caption>Pareto front: accuracy, latency, memory</caption>'
+            f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></section>")
 
 
 def _summary_table(report: dict) -> str:
@@ -191,6 +210,7 @@ def render(report: dict) -> str:
 {batch['questions']} questions, models {html.escape(', '.join(batch['models']))};
 status {html.escape(batch['status'])}; created {created}.
 top-k {batch['params']['top_k']}, BM25 weight {batch['params']['bm25_weight']}.</p>
+{_recommendation(report)}
 <h2>Summary</h2>
 {_summary_table(report)}
 {_settings_table(report)}

@@ -112,6 +112,32 @@ def test_result_formats(fleet, finished):
     assert batch_id in [b["id"] for b in listing["batches"]]
 
 
+def test_recommend_names_the_model_within_limits_or_fails(fleet, finished):
+    """--recommend weighs the two pools' measured accuracy, latency and peak memory; limits
+    nothing meets fail the command with one line, a CI job's guard on a model choice."""
+    env, _, _ = fleet
+    batch_id, summary = finished[0]["batch"], finished[1]["summary"]
+    advice = json.loads(ragfleet("results", batch_id, "--recommend", "--format", "json",
+                                 env=env, timeout=120).stdout)["recommendation"]
+    best = max(summary, key=lambda s: s["cosine_mean"])
+    assert advice["choice"]["run"] == best["model"]
+    assert advice["choice"]["memory_bytes"] == best["peak_rss_bytes"] > 0
+    assert {r["run"] for r in advice["pareto_front"]} <= set(MODELS)
+    assert advice["choice"]["run"] in {r["run"] for r in advice["pareto_front"]}
+    smallest = min(summary, key=lambda s: s["peak_rss_bytes"])
+    limit = f"{(smallest['peak_rss_bytes'] + 2**20) // 2**20}MB"  # only the smallest fits
+    table = ragfleet("results", batch_id, "--recommend", "--max-memory", limit, env=env,
+                     timeout=120)
+    assert table.returncode == 0, table.stderr
+    assert "Recommended (memory <= " in table.stdout
+    assert f": {smallest['model']}: cosine" in table.stdout
+    refused = ragfleet("results", batch_id, "--recommend", "--max-memory", "1MB", env=env,
+                       timeout=120)
+    assert_one_line_error(refused, 1, "no model meets the limits (memory <= 1 MiB)")
+    bad = ragfleet("results", batch_id, "--max-latency", "soon", env=env, timeout=120)
+    assert_one_line_error(bad, 2, "--max-latency soon")
+
+
 def test_cancel_then_resume(fleet):
     env, client, folder = fleet
     many = [{"id": f"c{i}", "question": f"What does the plan say about topic number {i}?"}

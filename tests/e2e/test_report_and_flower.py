@@ -62,6 +62,9 @@ def test_report_draws_its_charts_in_a_browser(fleet, finished, tmp_path):
     tiles = len(re.findall(r'class="slice cursor-pointer"|class="slice"', html))
     assert tiles >= len(finished[1]["results"]) - 2  # unscored answers have no tile
     assert "Worst-scored answers" in html and "Slowest answers" in html
+    # it opens with the answer the user came for: which model to run
+    assert html.index('id="recommendation"') < html.index("<h2>Summary</h2>")
+    assert "Which model to run" in html and "Recommended (no limits): " in html
     assert shot.exists() and shot.stat().st_size > 50_000  # kept as a test artifact
 
 
