@@ -223,13 +223,18 @@ def test_the_studys_max_tokens_and_prompt_run_capped_by_the_room_left(fleet, fin
                                   "repeat_penalty": 1.2, "repeat_last_n": 64, "seed": 0}
     # the same question in the session's first batch (default prompt): compared side by side
     compared = ragfleet("compare", finished[0]["batch"], summary["batch"], "--json",
-                        "--html", str(folder / "compare.html"), env=env, timeout=120)
+                        "--recommend", "--html", str(folder / "compare.html"), env=env,
+                        timeout=120)
     assert compared.returncode == 0, compared.stderr
     result = json.loads(compared.stdout)
     assert result["questions"] == 1
     assert len(result["summary"]) == 3  # two models there, one here
     assert {s["prompt"] for s in result["summary"]} == {"study@v1"}  # the default is the study's
-    assert "compare" in (folder / "compare.html").read_text()
+    page = (folder / "compare.html").read_text()
+    assert "compare" in page
+    choice = result["recommendation"]["choice"]["run"]
+    assert choice == max(result["summary"], key=lambda s: s["cosine_mean"])["run"]
+    assert f"Recommended (no limits): {choice}" in page
 
 
 @pytest.mark.parametrize("args, needle", [

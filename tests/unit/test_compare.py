@@ -32,3 +32,15 @@ def test_nothing_in_common_or_one_batch_is_a_usage_error():
         compare.build([report("b-1", {"a": {"q1": 0.5}})])
     with pytest.raises(UsageError, match="share no question"):
         compare.build([report("b-1", {"a": {"q1": 0.5}}), report("b-2", {"a": {"q2": 0.5}})])
+
+
+def test_a_comparison_recommends_a_run_by_its_label():
+    from shared.report import recommend
+
+    monday = report("b-mon", {"small": {"q1": 0.5, "q2": 0.7, "q3": 0.6}})
+    tuesday = report("b-tue", {"small": {"q1": 0.9, "q2": 0.95, "q3": 0.92}})
+    result = compare.build([monday, tuesday])
+    advice = recommend.recommend(result["summary"], result["paired"], recommend.Limits(),
+                                 label="run")
+    assert advice["choice"]["run"] == "b-tue:small"
+    assert advice["within_noise"] == []  # every question better on Tuesday
