@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from broker.queues import ANSWER_TASK, CPU_QUEUE, TASK_ROUTES
+from broker.queues import ANSWER_TASK, CPU_QUEUE, JUDGE_TASK, TASK_ROUTES
 from shared.config import Settings, soft_limit
 
 app = Celery("ragfleet", include=["workers.cpu_tasks", "workers.llm_tasks"])
@@ -57,8 +57,9 @@ def configure(redis_url: str, settings: Settings, target: Celery | None = None) 
         # Model tasks: the soft limit raises inside generation so the result is stored as
         # failed with its reason; the hard limit kills a stuck pool process.
         task_annotations={
-            ANSWER_TASK: {"time_limit": settings.llm_task_time_limit_s,
-                          "soft_time_limit": soft_limit(settings.llm_task_time_limit_s)},
+            task: {"time_limit": settings.llm_task_time_limit_s,
+                   "soft_time_limit": soft_limit(settings.llm_task_time_limit_s)}
+            for task in (ANSWER_TASK, JUDGE_TASK)
         },
     )
     return target

@@ -9,6 +9,7 @@ INGEST_TASK = "ragfleet.cpu.ingest"
 RETRIEVE_TASK = "ragfleet.cpu.retrieve"
 SCORE_TASK = "ragfleet.cpu.score"
 ANSWER_TASK = "ragfleet.llm.answer"
+JUDGE_TASK = "ragfleet.llm.judge"  # `ragfleet judge`: sent to the judging model's queue
 
 
 def llm_queue(model: str) -> str:

@@ -16,6 +16,7 @@ from producer.commands import (
     fleet_cmds,
     ingest_cmds,
     jobs_cmds,
+    judge_cmds,
     models_cmds,
     prompts_cmds,
     results_cmds,
@@ -35,7 +36,7 @@ def cli() -> None:
 
 
 for module in (fleet_cmds, worker_cmd, models_cmds, prompts_cmds, ingest_cmds, collections_cmds,
-               jobs_cmds, batch_cmds, results_cmds, compare_cmd, demo_cmd):
+               jobs_cmds, batch_cmds, judge_cmds, results_cmds, compare_cmd, demo_cmd):
     for command in module.COMMANDS:
         cli.add_command(command)
 

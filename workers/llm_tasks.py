@@ -1,5 +1,6 @@
-"""Tasks of a model pool's queue (`llm.<model>`, routed by the producer): the answer step.
-An adapter: it unpacks its arguments, calls shared.pipeline and sends the scoring tasks."""
+"""Tasks of a model pool's queue (`llm.<model>`, routed by the producer): the answer step, and
+the judge (`ragfleet judge`: this pool's model grades an answer). Adapters: each unpacks its
+arguments, calls shared.pipeline and sends what that returns next."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import socket
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from broker.app import app
-from broker.queues import ANSWER_TASK, SCORE_TASK
+from broker.queues import ANSWER_TASK, JUDGE_TASK, SCORE_TASK
 from shared.config import get_settings, soft_limit
-from shared.pipeline import answering
+from shared.pipeline import answering, judging
 from shared.state import registry
 from workers import engine_holder, pool, resources
 from workers.task_base import CountedTask
@@ -47,3 +48,27 @@ def answer(self, batch_id: str, unit: str, model: str, enqueued_at: float) -> No
             budget_s=soft_limit(limit), limit_s=limit, over_time=(SoftTimeLimitExceeded,))
     for question_id in to_score:
         app.send_task(SCORE_TASK, args=[batch_id, question_id, unit, model])
+
+
+class JudgeTask(CountedTask):
+    def give_up(self, args, reason):
+        judging.record_failure(resources.store(), *args[:5], reason)
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        """As for answers: a judgement whose pool process was killed is stored failed, so
+        `judge --wait` does not wait for it forever."""
+        reason = (f"judging exceeded the time limit of {exc.args[0]} s "
+                  "(hard limit: the pool process was killed)"
+                  if isinstance(exc, TimeLimitExceeded) else f"{type(exc).__name__}: {exc}")
+        judging.record_failure(resources.store(), *args[:5], reason)
+
+
+@app.task(name=JUDGE_TASK, base=JudgeTask, bind=True)
+def judge(self, batch_id: str, question_id: str, model: str, judge_model: str, run: str) -> None:
+    """Grade one stored answer of a batch with this pool's model, stored apart from it."""
+    limit = get_settings().llm_task_time_limit_s
+    with registry.generating(resources.store(), socket.gethostname(), self.request.id or "",
+                             limit + 60):
+        judging.judge_answer(resources.store(), engine_holder.get, batch_id, question_id, model,
+                             judge_model, run, budget_s=soft_limit(limit), limit_s=limit,
+                             over_time=(SoftTimeLimitExceeded,))

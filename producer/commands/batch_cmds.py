@@ -13,7 +13,7 @@ from producer.session import connect
 from shared.errors import UsageError
 from shared.llm.catalog import load_fleet_catalog
 from shared.llm.requests import SamplingOverrides
-from shared.state import batch_store
+from shared.state import batch_store, judgements
 
 # Waiting gives up after this long with exit 1 and one line; the batch goes on.
 timeout_option = click.option("--timeout", type=click.IntRange(min=1), default=None,
@@ -134,9 +134,11 @@ def batches(ctx, as_json):
 @click.argument("batch_id", metavar="BATCH")
 @json_option
 def batches_delete(batch_id, as_json):
-    """Delete a finished batch and its results from Redis (a queued or running one is
+    """Delete a finished batch, its results and judgements from Redis (a queued or running one is
     refused: cancel it first). Result files already written stay."""
-    state = batch_store.delete(connect().client, batch_id)
+    client = connect().client
+    state = batch_store.delete(client, batch_id)
+    judgements.delete(client, batch_id)  # `ragfleet judge`'s grades, kept apart from results
     if as_json:
         emit_json({"deleted": batch_id, "status": state})
     else:

@@ -21,6 +21,7 @@ from shared.errors import UsageError
 from shared.llm.engine import Engine
 from shared.llm.memory import process_memory
 from shared.llm.requests import GenerationRequest, SamplingOverrides
+from shared.pipeline import checks
 from shared.retrieval.fusion import retrieve
 from shared.retrieval.prompts import (
     BUILT_IN,
@@ -206,9 +207,9 @@ def answer_unit(client: redis.Redis, engine: Callable[[], Engine], batch_id: str
     for question_record in records:
         if question_record.get("reference"):
             to_score.append(question_record["id"])
-        else:  # nothing to compare with: stored unscored
+        else:  # nothing to compare with: stored unscored (its checks, if any, run here)
             record_all(client, batch_id, [question_record], model, unit, "completed",
-                       answer=stored)
+                       answer=with_checks(stored, question_record))
     return to_score
 
 
@@ -281,8 +282,9 @@ def batch_sampling(params: dict) -> SamplingOverrides:
 def score_result(client: redis.Redis, embedder, batch_id: str, question_id: str, unit: str,
                  model: str) -> bool:
     """Cosine similarity of the stored answer and the question's reference, with the retrieval
-    embedder. Returns False when the pair was settled already (a duplicate delivery). A scoring
-    error settles the pair as failed, so the batch never waits for it."""
+    embedder, and the question's checks (contains, regex, exact). Returns False when the pair
+    was settled already (a duplicate delivery). A scoring error settles the pair as failed, so
+    the batch never waits for it."""
     if batch_store.has_result(client, batch_id, question_id, model):
         return False
     (question,) = [q for q in batch_store.questions(client, batch_id) if q["id"] == question_id]
@@ -291,6 +293,7 @@ def score_result(client: redis.Redis, embedder, batch_id: str, question_id: str,
     started = time.perf_counter()
     try:
         cosine = similarity(embedder, stored["answer"], question["reference"])
+        stored = with_checks(stored, question)
     except Exception as exc:  # the embedder failed: record it rather than leave the pair open
         log.exception("scoring failed for %s/%s on %s", batch_id, question_id, model)
         return batch_store.record(
@@ -302,6 +305,12 @@ def score_result(client: redis.Redis, embedder, batch_id: str, question_id: str,
                               batch_store.result_record(question, model, unit, answer=stored,
                                                         cosine=cosine, retrieval=retrieval),
                               "completed")
+
+
+def with_checks(stored: dict, question: dict) -> dict:
+    """The stored answer with the outcome of the question's checks: `checks` (name -> passed)
+    and `checks_passed`, both None for a question without checks."""
+    return {**stored, **checks.result_fields(question, stored.get("answer"))}
 
 
 def similarity(embedder, answer: str, reference: str) -> float:

@@ -1,5 +1,7 @@
 """Questions files: CSV with a header row, or JSONL; fields `question`, optional `reference`
-(the expert answer; `truth` and `answer` are accepted too) and optional `id`.
+(the expert answer; `truth` and `answer` are accepted too), optional `id`, and optional checks
+besides cosine (shared.pipeline.checks): `contains` (a string or a list of strings; in CSV,
+several separated by `|`), `regex` (a Python regular expression) and `exact`.
 
 Every problem is reported with its line number, before anything is enqueued."""
 
@@ -28,10 +30,22 @@ class Question:
     question: str
     reference: str | None
     sources: tuple[str, ...] = ()  # "file.pdf#page=7" citations taken out of the reference
+    contains: tuple[str, ...] = ()  # checks besides cosine (shared.pipeline.checks)
+    regex: str | None = None
+    exact: str | None = None
 
     def to_json(self) -> dict:
-        return {"id": self.id, "question": self.question, "reference": self.reference,
-                "sources": list(self.sources)}
+        """The stored record; a check is there only when given (records without one, older
+        batches' included, mean no check)."""
+        record = {"id": self.id, "question": self.question, "reference": self.reference,
+                  "sources": list(self.sources)}
+        if self.contains:
+            record["contains"] = list(self.contains)
+        if self.regex is not None:
+            record["regex"] = self.regex
+        if self.exact is not None:
+            record["exact"] = self.exact
+        return record
 
 
 class BadQuestions(UsageError):
@@ -67,7 +81,7 @@ def read_questions(path: Path) -> list[Question]:
         raise BadQuestions(f"{name}: the file is empty")
     is_jsonl = path.suffix.lower() in (".jsonl", ".ndjson", ".json") or text.lstrip().startswith("{")
     rows = _jsonl_rows(text, name) if is_jsonl else _csv_rows(text, name)
-    return _to_questions(rows, name)
+    return _to_questions(rows, name, is_csv=not is_jsonl)
 
 
 def _jsonl_rows(text: str, name: str):
@@ -100,8 +114,38 @@ def _csv_rows(text: str, name: str):
         raise BadQuestions(f"{name} line {reader.line_num}: {exc}") from None
 
 
-def _to_questions(rows, name: str) -> list[Question]:
-    parsed: list[tuple[str | None, str, str | None, tuple[str, ...]]] = []
+def _checks(row: dict, where: str, is_csv: bool) -> dict:
+    """The row's checks, validated: contains (tuple of str), regex (compiles), exact (str).
+    An empty value (an empty CSV cell, JSON null or "") is no check."""
+    found: dict = {}
+    contains = row.get("contains")
+    if contains not in (None, "", []):
+        if is_csv:
+            contains = contains.split("|")
+        elif isinstance(contains, str):
+            contains = [contains]
+        elif not isinstance(contains, list) or not all(isinstance(c, str) for c in contains):
+            raise BadQuestions(f"{where}: 'contains' must be a string or a list of strings")
+        if any(not c.strip() for c in contains):
+            raise BadQuestions(f"{where}: 'contains' has an empty string")
+        found["contains"] = tuple(c.strip() for c in contains)
+    for field in ("regex", "exact"):
+        value = row.get(field)
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str):
+            raise BadQuestions(f"{where}: {field!r} must be a string")
+        found[field] = value
+    if "regex" in found:
+        try:
+            re.compile(found["regex"])
+        except re.error as exc:
+            raise BadQuestions(f"{where}: bad regex {found['regex']!r}: {exc}") from None
+    return found
+
+
+def _to_questions(rows, name: str, is_csv: bool = False) -> list[Question]:
+    parsed: list[tuple[str | None, str, str | None, tuple[str, ...], dict]] = []
     given_on: dict[str, int] = {}  # explicit id -> its line
     for number, row in rows:
         text = row.get("question")
@@ -124,7 +168,8 @@ def _to_questions(rows, name: str) -> list[Question]:
                 raise BadQuestions(f"{name} line {number}: duplicate id {qid!r} "
                                    f"(first on line {given_on[qid]})")
             given_on[qid] = number
-        parsed.append((qid, text, reference or None, sources))
+        parsed.append((qid, text, reference or None, sources,
+                       _checks(row, f"{name} line {number}", is_csv)))
     if not parsed:
         raise BadQuestions(f"{name}: no questions in the file")
     # Generated ids: the stable id of the text, "-2", "-3"... for its repeats, skipping every id
@@ -132,7 +177,7 @@ def _to_questions(rows, name: str) -> list[Question]:
     taken = set(given_on)
     next_suffix: dict[str, int] = {}
     questions = []
-    for qid, text, reference, sources in parsed:
+    for qid, text, reference, sources, found in parsed:
         if qid is None:
             base = stable_id(text)
             n = next_suffix.get(base, 1)
@@ -142,5 +187,5 @@ def _to_questions(rows, name: str) -> list[Question]:
                 qid = f"{base}-{n}"
             next_suffix[base] = n + 1
             taken.add(qid)
-        questions.append(Question(qid, text, reference, sources))
+        questions.append(Question(qid, text, reference, sources, **found))
     return questions

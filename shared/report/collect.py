@@ -5,7 +5,7 @@ from __future__ import annotations
 import redis
 
 from shared.report.stats import summarize
-from shared.state import batch_store
+from shared.state import batch_store, judgements
 
 
 def build(client: redis.Redis, batch_id: str) -> dict:
@@ -14,5 +14,12 @@ def build(client: redis.Redis, batch_id: str) -> dict:
     models = batch["models"]
     results = sorted(batch_store.results(client, batch_id),
                      key=lambda r: (order.get(r["question_id"], 0), models.index(r["model"])))
+    # `ragfleet judge`: each judging model's grade, stored apart, shown with the result
+    for judge, found in judgements.of_batch(client, batch_id).items():
+        for r in results:
+            j = found.get((r["question_id"], r["model"]))
+            if j is not None:
+                r.setdefault("judgements", {})[judge] = {
+                    "grade": j.get("grade"), "raw": j.get("raw"), "error": j.get("error")}
     stats = summarize([r for r in results if not r.get("cancelled")], models)
     return {"batch": batch, **stats, "results": results}

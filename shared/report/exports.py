@@ -7,6 +7,7 @@ import io
 import json
 
 RESULT_COLUMNS = ("question_id", "model", "question", "reference", "answer", "cosine",
+                  "checks_passed", "checks", "judge",
                   "retrieval_s", "queue_s", "prompt_s", "ttft_s", "generation_s", "response_s",
                   "total_s", "prompt_tokens", "completion_tokens", "max_tokens", "tokens_per_s",
                   "pages", "retrieval_rank", "prompt", "worker", "model_file", "quantization",
@@ -23,13 +24,45 @@ def interval(summary: dict) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "-"
 
 
-SUMMARY_HEADERS = ("MODEL", "ANSWERED", "FAILED", "COSINE MEAN", "95% CI", "MEDIAN", "LATENCY P50",
-                   "P95", "TTFT P50", "TOKENS/S", "SPEEDUP", "QUANT", "PEAK MEM")
+def checks_cell(summary: dict) -> str:
+    """Share of checked answers passing every check, with the counts: "0.75 (3/4)"."""
+    rate, checked = summary.get("checks_pass_rate"), summary.get("checked") or 0
+    if rate is None:
+        return "-"
+    return f"{rate:.2f} ({round(rate * checked)}/{checked})"
+
+
+def checks_text(checks: dict | None) -> str | None:
+    """A result's checks in one cell: "contains:pass regex:fail"."""
+    if not checks:
+        return None
+    return " ".join(f"{name}:{'pass' if ok else 'fail'}" for name, ok in checks.items())
+
+
+def judge_cell(summary: dict) -> str:
+    """Each judge's mean grade (1-5) with the judging model: "3.50 by smollm2-135m"."""
+    means = [f"{number(j['judge_mean'], 2)} by {j['judge_model']}"
+             for j in summary.get("judges") or []]
+    return "; ".join(means) or "-"
+
+
+def judge_text(judged: dict | None) -> str | None:
+    """A result's grades in one cell: "smollm2-135m:4 gemma3-270m:-" (- for no grade)."""
+    if not judged:
+        return None
+    return " ".join(f"{judge}:{'-' if j.get('grade') is None else j['grade']}"
+                    for judge, j in judged.items())
+
+
+SUMMARY_HEADERS = ("MODEL", "ANSWERED", "FAILED", "COSINE MEAN", "95% CI", "MEDIAN", "CHECKS",
+                   "JUDGE", "LATENCY P50", "P95", "TTFT P50", "TOKENS/S", "SPEEDUP", "QUANT",
+                   "PEAK MEM")
 
 
 def summary_rows(report: dict) -> list[tuple]:
     return [(s["model"], s["answered"], s["failed"], number(s["cosine_mean"]), interval(s),
-             number(s["cosine_median"]), number(s["latency_p50_s"], 2) + " s",
+             number(s["cosine_median"]), checks_cell(s), judge_cell(s),
+             number(s["latency_p50_s"], 2) + " s",
              number(s["latency_p95_s"], 2) + " s", number(s["ttft_p50_s"], 2) + " s",
              number(s["tokens_per_s"], 1), number(s["speedup_vs_slowest"], 2) + "x",
              s.get("quantization") or "-", mib(s.get("peak_rss_bytes")))
@@ -96,7 +129,9 @@ def to_csv(report: dict) -> str:
     writer.writeheader()
     for row in report["results"]:
         row = {**row, "pages": " ".join(row.get("pages") or []),
-               "retrieval_rank": (row.get("retrieval") or {}).get("rank")}
+               "retrieval_rank": (row.get("retrieval") or {}).get("rank"),
+               "checks": checks_text(row.get("checks")),
+               "judge": judge_text(row.get("judgements"))}
         writer.writerow({k: safe_cell(v) for k, v in row.items()})
     return out.getvalue()
 

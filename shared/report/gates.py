@@ -12,6 +12,7 @@ HIGHER_IS_BETTER = {
     "cosine": "cosine_mean",
     "cosine_median": "cosine_median",
     "answered": "answered_share",
+    "checks": "checks_pass_rate",  # share of checked answers passing all their checks
     "tokens_per_s": "tokens_per_s",
     "hit_rate": "batch:hit_rate",
     "mrr": "batch:mrr",

@@ -37,6 +37,8 @@ def model_summary(model: str, results: list[dict]) -> dict:
     ok = [r for r in results if r.get("error") is None and not r.get("cancelled")]
     failed = [r for r in results if r.get("error") is not None and not r.get("cancelled")]
     scored = [r["cosine"] for r in ok if r.get("cosine") is not None]
+    # answers to questions with checks (contains, regex, exact): all of a question's passed?
+    checked = [r["checks_passed"] for r in ok if r.get("checks_passed") is not None]
     latency = [r["response_s"] for r in ok]
     ttft = [r["ttft_s"] for r in ok]
     gen_time = sum(r["generation_s"] for r in ok)
@@ -50,6 +52,9 @@ def model_summary(model: str, results: list[dict]) -> dict:
         "cosine_mean": float(np.mean(scored)) if scored else None,
         "cosine_ci95": list(ci) if ci else None,
         "cosine_median": float(np.median(scored)) if scored else None,
+        "checked": len(checked),
+        "checks_pass_rate": sum(checked) / len(checked) if checked else None,
+        "judges": judge_means(ok),
         "latency_p50_s": _percentile(latency, 50),
         "latency_p95_s": _percentile(latency, 95),
         "ttft_p50_s": _percentile(ttft, 50),
@@ -69,6 +74,21 @@ def model_summary(model: str, results: list[dict]) -> dict:
         "low_scores": low_score_causes(ok),
         "cosine_spread": repeat_spread(ok),
     }
+
+
+def judge_means(results: list[dict]) -> list[dict]:
+    """Per judging model (`ragfleet judge`): the mean grade 1-5 of the answers it graded, how
+    many it graded and how many it could not (no grade in its reply). Empty without judges."""
+    by_judge: dict[str, list] = {}
+    for r in results:
+        for judge, j in (r.get("judgements") or {}).items():
+            by_judge.setdefault(judge, []).append(j.get("grade"))
+    rows = []
+    for judge in sorted(by_judge):
+        grades = [g for g in by_judge[judge] if g is not None]
+        rows.append({"judge_model": judge, "judge_mean": float(np.mean(grades)) if grades else None,
+                     "judged": len(grades), "failed": len(by_judge[judge]) - len(grades)})
+    return rows
 
 
 def summarize(results: list[dict], models: list[str]) -> dict:

@@ -74,3 +74,14 @@ def deliveries_key(task_id: str) -> str:
 # The fleet's limits (visibility timeout, task time limits) as the first worker published them:
 # every worker must run with the same ones, or one restores another's running tasks early.
 FLEET_LIMITS = f"{PREFIX}:fleet-limits"
+
+
+# Judgements (`ragfleet judge`): a judging model's grade of each answer of a batch, apart from
+# its results (never written there): one hash per (batch, judging model), field
+# "question id<TAB>model"; and the set of the models that judged the batch.
+def judge_key(batch_id: str, judge_model: str) -> str:
+    return f"{batch_key(batch_id)}:judge:{judge_model}"
+
+
+def judges_key(batch_id: str) -> str:
+    return f"{batch_key(batch_id)}:judges"

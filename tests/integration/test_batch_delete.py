@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from shared.errors import UsageError
-from shared.state import batch_store, keys
+from shared.state import batch_store, judgements, keys
 from tests.helpers import assert_one_line_error, clean_env, ragfleet
 
 pytestmark = pytest.mark.integration
@@ -75,6 +75,9 @@ def test_a_batch_in_progress_is_refused_and_kept(client):
 def test_batches_delete_command(client, redis_url, tmp_path):
     make_batch(client, "b-done", settle=True)
     make_batch(client, "b-running", settle=False)
+    # `ragfleet judge`'s grades are kept apart from the results: they go with the batch too
+    judgements.save(client, "b-done", "judge", {"question_id": "q1", "model": "m", "grade": 4})
+    assert len(batch_keys(client, "b-done")) >= 7
     env = clean_env(REDIS_URL=redis_url, RAGFLEET_DATA_DIR=str(tmp_path))
     deleted = ragfleet("batches", "delete", "b-done", "--json", env=env, timeout=120)
     assert deleted.returncode == 0, deleted.stderr

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from shared.config import Settings
-from shared.errors import ModelUnavailable
+from shared.errors import ModelUnavailable, UsageError
 from shared.llm.catalog import ModelSettings
 from shared.llm.requests import ChatMessage, GenerationRequest, GenerationResult
 from shared.pipeline import answering, ingest_job
@@ -340,6 +340,121 @@ def test_a_killed_answer_is_recorded_only_where_nothing_was_stored(redis_client,
     answering.record_failure(redis_client, "b-test", "u1", "small", "hard limit: killed")
     found = outcomes(redis_client, "b-test")
     assert found == {("q1", "small"): "completed", ("q2", "small"): "failed"}
+
+
+def test_checks_from_the_questions_file_are_stored_and_summarised(redis_client, collection,
+                                                                  model_file, tmp_path):
+    """Issue 15: contains / regex / exact given in the questions file run on every answer (with
+    or without a reference), are stored with it, and give the summary's pass rate and gate."""
+    from shared.pipeline.questions import read_questions
+    from shared.report import collect, gates
+
+    path = tmp_path / "q.jsonl"
+    path.write_text(
+        '{"id": "q1", "question": "What is the deductible?", "reference": "It is $2,000.", '
+        '"contains": ["DEDUCTIBLE", "2,000"], "regex": "\\\\$2,000"}\n'
+        '{"id": "q2", "question": "What is the deductible?", "reference": "$2,000 a person.", '
+        '"exact": "$2,000"}\n'
+        '{"id": "q3", "question": "Are cleanings covered?", "contains": "deductible is"}\n'
+        '{"id": "q4", "question": "Is dental covered?", "reference": "Twice a year."}\n')
+    records = [q.to_json() for q in read_questions(path)]
+    meta = {"collection": "plan", "version": collection, "models": ["small"],
+            "params": {"top_k": 2, "bm25_weight": 0.3, "max_tokens": 32, "temperature": None}}
+    units = {"u1": ["q1", "q2"], "u2": ["q3"], "u3": ["q4"]}
+    batch_store.create(redis_client, "b-test", meta, records, units)
+    embedder, engine = WordEmbedder(), ScriptedEngine(model_file)  # "The deductible is $2,000."
+    for unit in units:
+        answering.retrieve_unit(redis_client, index_cache(redis_client), embedder, "b-test", unit)
+        for qid in answer(redis_client, engine, unit=unit):
+            answering.score_result(redis_client, embedder, "b-test", qid, unit, "small")
+
+    results = {r["question_id"]: r for r in batch_store.results(redis_client, "b-test")}
+    assert results["q1"]["checks"] == {"contains": True, "regex": True}
+    assert results["q1"]["checks_passed"] is True and results["q1"]["cosine"] is not None
+    assert (results["q2"]["checks"], results["q2"]["checks_passed"]) == ({"exact": False}, False)
+    assert results["q3"]["checks"] == {"contains": True} and results["q3"]["cosine"] is None
+    assert (results["q4"]["checks"], results["q4"]["checks_passed"]) == (None, None)
+
+    report = collect.build(redis_client, "b-test")
+    (summary,) = report["summary"]
+    assert summary["checked"] == 3 and summary["checks_pass_rate"] == pytest.approx(2 / 3)
+    gates.check(report, [gates.parse("checks=0.6", False)])
+    with pytest.raises(gates.GateFailed, match="small checks 0.667 < 0.7"):
+        gates.check(report, [gates.parse("checks=0.7", False)])
+
+
+def test_a_judge_grades_answers_apart_from_their_results(redis_client, collection, model_file):
+    """Issue 15: `ragfleet judge` after the fact. What is sent (answered pairs with a reference,
+    not graded yet), the grade parsed from the judge's reply or a failed judgement with the raw
+    text, stored in its own hash labelled with the judge, the results untouched, the summary."""
+    from shared.pipeline import judging
+    from shared.report import collect
+    from shared.state import judgements
+
+    client, embedder = redis_client, WordEmbedder()
+    make_batch(client, collection)
+    with pytest.raises(UsageError, match="batch b-test is still queued: judge it when it is done"):
+        judging.plan(client, "b-test", "judge")
+    for unit in ("u1", "u2"):
+        answering.retrieve_unit(client, index_cache(client), embedder, "b-test", unit)
+        for model in MODELS:
+            for qid in answer(client, ScriptedEngine(model_file, name=model), unit, model):
+                answering.score_result(client, embedder, "b-test", qid, unit, model)
+    before = {(r["question_id"], r["model"]): r for r in batch_store.results(client, "b-test")}
+
+    todo, graded = judging.plan(client, "b-test", "judge")
+    assert graded == 0  # q3 has no reference: nothing to grade it against
+    assert todo == [("q1", "small"), ("q2", "small"), ("q1", "big"), ("q2", "big")]
+    assert judging.plan(client, "b-test", "judge", ["big"])[0] == [("q1", "big"), ("q2", "big")]
+    with pytest.raises(UsageError, match=r"model 'huge' is not in batch b-test \(its models: "
+                                         r"small, big\)"):
+        judging.plan(client, "b-test", "judge", ["small", "huge"])
+    with pytest.raises(batch_store.UnknownBatch):
+        judging.plan(client, "b-nope", "judge")
+
+    graders = {"small": ScriptedEngine(model_file, name="judge", reply="Grade: 4/5"),
+               "big": ScriptedEngine(model_file, name="judge", reply="An excellent answer!")}
+    run = judging.new_run()
+    for qid, model in todo:
+        judging.judge_answer(client, lambda m=model: graders[m], "b-test", qid, model, "judge",
+                             run, budget_s=60, limit_s=600)
+    request = graders["small"].requests[0]
+    assert (request.temperature, request.seed, request.max_tokens) == (0.0, 0, judging.MAX_TOKENS)
+    assert "Reference answer: It is $2,000." in request.messages[-1].content
+    assert judging.settled(client, "b-test", "judge", todo, run) == 4
+    found = judgements.of_judge(client, "b-test", "judge")
+    assert found[("q1", "small")]["grade"] == 4 and found[("q1", "small")]["error"] is None
+    assert found[("q1", "big")]["grade"] is None
+    assert found[("q1", "big")]["raw"] == "An excellent answer!"
+    assert found[("q1", "big")]["error"] == "no grade 1-5 in the judge's reply"
+    # a duplicate delivery of a graded pair changes nothing; the results were never touched
+    assert judging.judge_answer(client, lambda: graders["small"], "b-test", "q1", "small",
+                                "judge", "j-again", budget_s=60, limit_s=600) is None
+    assert len(graders["small"].requests) == 2
+    after = {(r["question_id"], r["model"]): r for r in batch_store.results(client, "b-test")}
+    assert after == before
+    # a second run sends only what has no grade; a pool of another model refuses
+    assert judging.plan(client, "b-test", "judge") == ([("q1", "big"), ("q2", "big")], 2)
+    wrong = ScriptedEngine(model_file, name="big", reply="5")
+    judging.judge_answer(client, lambda: wrong, "b-test", "q1", "big", "judge", "j-2",
+                         budget_s=60, limit_s=600)
+    assert wrong.requests == []
+    assert judgements.get(client, "b-test", "judge", "q1", "big")["error"] == \
+        "a judgement by 'judge' reached the pool of 'big'"
+
+    report = collect.build(client, "b-test")
+    small, big = report["summary"]
+    assert small["judges"] == [{"judge_model": "judge", "judge_mean": 4.0, "judged": 2,
+                                "failed": 0}]
+    assert big["judges"] == [{"judge_model": "judge", "judge_mean": None, "judged": 0,
+                              "failed": 2}]
+    row = next(r for r in report["results"] if (r["question_id"], r["model"]) == ("q2", "small"))
+    assert row["judgements"] == {"judge": {"grade": 4, "raw": "Grade: 4/5", "error": None}}
+    assert row["cosine"] == before[("q2", "small")]["cosine"]
+    assert judging.summary(client, "b-test", "judge")[0] == \
+        {"model": "small", "judge_model": "judge", "judged": 2, "failed": 0, "judge_mean": 4.0}
+    assert judgements.delete(client, "b-test") == 2  # the judge's hash and the judges set
+    assert judgements.judge_models(client, "b-test") == []
 
 
 # -- ingestion jobs ---------------------------------------------------------------------------

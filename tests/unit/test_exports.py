@@ -30,3 +30,22 @@ def test_csv_neutralises_formulas_and_keeps_numbers():
 def test_seed_rows_neutralise_formulas_and_keep_numbers():
     text = to_seed({"results": [result(question="-1+cmd|' /C calc'!A0", cosine=-0.25)]})
     assert text.splitlines()[1] == "small;'-1+cmd|' /C calc'!A0;-0.2500;1.250"
+
+
+def test_checks_in_the_summary_and_the_csv():
+    from shared.report.exports import SUMMARY_HEADERS, summary_rows
+
+    def summary(model, rate, checked):
+        return {"model": model, "answered": 4, "failed": 0, "cosine_mean": 0.5,
+                "cosine_ci95": None, "cosine_median": 0.5, "checks_pass_rate": rate,
+                "checked": checked, "latency_p50_s": 1.0, "latency_p95_s": 2.0,
+                "ttft_p50_s": 0.1, "tokens_per_s": 10.0, "speedup_vs_slowest": 1.0}
+
+    rows = summary_rows({"summary": [summary("a", 0.75, 4), summary("b", None, 0)]})
+    column = SUMMARY_HEADERS.index("CHECKS")
+    assert len(rows[0]) == len(SUMMARY_HEADERS)
+    assert (rows[0][column], rows[1][column]) == ("0.75 (3/4)", "-")
+    checked = result(checks={"contains": True, "regex": False}, checks_passed=False)
+    first, second = csv.DictReader(io.StringIO(to_csv({"results": [checked, result()]})))
+    assert (first["checks"], first["checks_passed"]) == ("contains:pass regex:fail", "False")
+    assert (second["checks"], second["checks_passed"]) == ("", "")

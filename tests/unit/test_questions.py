@@ -84,3 +84,52 @@ def test_two_equal_explicit_ids_name_the_line(tmp_path):
                                       '{"question": "c"}\n{"id": "x", "question": "d"}\n')
     with pytest.raises(BadQuestions, match=r"^q.jsonl line 4: duplicate id 'x' \(first on line 2\)$"):
         read_questions(path)
+
+
+# -- checks besides cosine (issue 15) -----------------------------------------------------------
+
+def test_checks_from_jsonl_and_csv(tmp_path):
+    lines = ['{"question": "a", "contains": "Two  Thousand", "regex": "\\\\d+", "exact": "yes"}',
+             '{"question": "b", "contains": ["x", " y "]}', '{"question": "c", "contains": null}']
+    a, b, c = read_questions(write(tmp_path, "q.jsonl", "\n".join(lines) + "\n"))
+    assert (a.contains, a.regex, a.exact) == (("Two  Thousand",), r"\d+", "yes")
+    assert b.contains == ("x", "y") and (b.regex, b.exact) == (None, None)
+    assert (c.contains, c.regex, c.exact) == ((), None, None)
+    # in CSV, several strings are separated by "|"; an empty cell is no check
+    path = write(tmp_path, "q.csv", "question,contains,regex,exact\n"
+                                    'd,"2,000 | per person",^\\$,\ne,,,No.\n')
+    d, e = read_questions(path)
+    assert (d.contains, d.regex, d.exact) == (("2,000", "per person"), r"^\$", None)
+    assert (e.contains, e.regex, e.exact) == ((), None, "No.")
+
+
+def test_stored_records_carry_only_the_checks_given(tmp_path):
+    path = write(tmp_path, "q.jsonl", '{"id": "a", "question": "A?", "contains": ["x", "y"], '
+                                      '"regex": "z"}\n{"id": "b", "question": "B?"}\n')
+    a, b = read_questions(path)
+    assert a.to_json() == {"id": "a", "question": "A?", "reference": None, "sources": [],
+                           "contains": ["x", "y"], "regex": "z"}
+    assert b.to_json() == {"id": "b", "question": "B?", "reference": None, "sources": []}
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("re.jsonl", '{"question": "a"}\n{"question": "b", "regex": "(unclosed"}\n',
+     "re.jsonl line 2: bad regex '(unclosed': missing ), unterminated subpattern at position 0"),
+    ("re.csv", "question,regex\nfine,[a-z]+\nbad,[z-a]\n",
+     "re.csv line 3: bad regex '[z-a]': bad character range z-a at position 1"),
+    ("type.jsonl", '{"question": "a", "contains": 3}\n',
+     "type.jsonl line 1: 'contains' must be a string or a list of strings"),
+    ("list.jsonl", '{"question": "a", "contains": ["ok", 2]}\n',
+     "list.jsonl line 1: 'contains' must be a string or a list of strings"),
+    ("empty.jsonl", '{"question": "a", "contains": ["ok", " "]}\n',
+     "empty.jsonl line 1: 'contains' has an empty string"),
+    ("pipe.csv", "question,contains\na,x||y\n", "pipe.csv line 2: 'contains' has an empty string"),
+    ("regex.jsonl", '{"question": "a", "regex": ["x"]}\n',
+     "regex.jsonl line 1: 'regex' must be a string"),
+    ("exact.jsonl", '{"question": "a", "exact": 42}\n',
+     "exact.jsonl line 1: 'exact' must be a string"),
+])
+def test_bad_checks_name_the_file_line_and_problem(tmp_path, name, content, message):
+    with pytest.raises(BadQuestions) as caught:
+        read_questions(write(tmp_path, name, content))
+    assert str(caught.value) == message

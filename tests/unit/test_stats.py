@@ -71,3 +71,15 @@ def test_retrieval_metrics_count_each_question_once_and_low_scores_by_cause():
     a = [r for r in results if r["model"] == "a"]
     assert low_score_causes(a) == {"retrieval_missed": 1, "model_missed": 1, "unknown": 1}
     assert retrieval_metrics([{"question_id": "q", "model": "a"}])["hit_rate"] is None
+
+
+def test_checks_pass_rate_counts_checked_answers_only():
+    results = [{**result("a", "q1", 0.5, 1.0), "checks_passed": True},
+               {**result("a", "q2", 0.5, 1.0), "checks_passed": False},
+               {**result("a", "q3", None, 1.0), "checks_passed": True},  # no reference: checked
+               {**result("a", "q4", 0.5, 1.0), "checks_passed": None},  # no checks
+               {**result("a", "q5", None, 0, error="time limit"), "checks_passed": None},
+               result("b", "q1", 0.5, 1.0)]  # stored before checks existed
+    a, b = summarize(results, ["a", "b"])["summary"]
+    assert a["checked"] == 3 and a["checks_pass_rate"] == pytest.approx(2 / 3)
+    assert (b["checked"], b["checks_pass_rate"]) == (0, None)
