@@ -11,6 +11,12 @@ in the model's chat format.
 Fleet: `ragfleet ask` on the same PDF and questions (top-k 4 fused chunks, fitted to n_ctx), its
 default sampling, once per prompt template (--prompts ragfleet,study): one fleet, one ingestion.
 
+LangChain's LlamaCpp passes rope_freq_base=10000 to llama.cpp for every model, overriding the
+GGUF's own (SmolLM2: 100000): the study ran its models with a RoPE base they were not trained
+with, which changes their answers (shorter ones for SmolLM2). --langchain-rope both (default)
+runs the baseline twice: as the study ran it, and with the model's own RoPE base, as the fleet
+runs it; the top-level ratios stay against the study as it ran.
+
 Both answers are scored the same way (cosine similarity with the reference, all-MiniLM-L6-v2).
 Needs the optional extra: pip install -e '.[bench]'. Writes benchmarks/results/baseline.json.
 
@@ -73,7 +79,17 @@ def chat_prompt(model_name: str, llama_model):
     return PromptTemplate.from_template(rendered.text), rendered.stop
 
 
-def build_chain(model_name: str, max_tokens: int, threads: int, temperature: float):
+def gguf_rope_base(path: Path) -> float | None:
+    """The RoPE base the GGUF declares (`<arch>.rope.freq_base`), None if it declares none."""
+    from llama_cpp import Llama
+
+    meta = Llama(model_path=str(path), vocab_only=True, verbose=False).metadata
+    value = next((v for k, v in meta.items() if k.endswith(".rope.freq_base")), None)
+    return float(value) if value is not None else None
+
+
+def build_chain(model_name: str, max_tokens: int, threads: int, temperature: float,
+                model_rope: bool = False):
     from langchain_classic.chains import RetrievalQA
     from langchain_classic.retrievers import EnsembleRetriever
     from langchain_community.document_loaders import PyPDFLoader
@@ -90,9 +106,12 @@ def build_chain(model_name: str, max_tokens: int, threads: int, temperature: flo
     faiss = FAISS.from_documents(chunks, langchain_embeddings()).as_retriever(
         search_type="mmr", search_kwargs={"k": K_EACH})
     ensemble = EnsembleRetriever(retrievers=[bm25, faiss], weights=[BM25_WEIGHT, 1 - BM25_WEIGHT])
-    llm = LlamaCpp(model_path=str(model.ensure_file(settings.models_dir)), n_ctx=model.n_ctx,
+    path = model.ensure_file(settings.models_dir)
+    rope = gguf_rope_base(path) if model_rope else None
+    llm = LlamaCpp(model_path=str(path), n_ctx=model.n_ctx,
                    n_threads=threads, n_batch=512, temperature=temperature, top_p=model.top_p,
-                   max_tokens=max_tokens, seed=0, verbose=False)
+                   max_tokens=max_tokens, seed=0, verbose=False,
+                   **({"rope_freq_base": rope} if rope else {}))
     template, stop = chat_prompt(model_name, llm.client._model)
     llm.stop = stop
     chain = RetrievalQA.from_chain_type(llm=llm, chain_type="stuff", retriever=ensemble,
@@ -101,8 +120,8 @@ def build_chain(model_name: str, max_tokens: int, threads: int, temperature: flo
 
 
 def run_baseline(model_name: str, questions: list[dict], max_tokens: int, threads: int,
-                 temperature: float) -> dict:
-    chain, n_chunks = build_chain(model_name, max_tokens, threads, temperature)
+                 temperature: float, model_rope: bool = False) -> dict:
+    chain, n_chunks = build_chain(model_name, max_tokens, threads, temperature, model_rope)
     rows = []
     for q in questions:
         started = time.perf_counter()
@@ -167,6 +186,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--prompts", default="ragfleet,study",
                         help="the fleet's prompt templates to measure, comma-separated")
+    parser.add_argument("--langchain-rope", choices=("both", "study", "model"), default="both",
+                        help="the baseline's RoPE base: LangChain's 10000 (the study), the "
+                             "GGUF's own, or both runs")
     args = parser.parse_args()
     prompt_names = args.prompts.split(",")
     rows = [json.loads(line) for line in GROUND_TRUTH.read_text().splitlines() if line.strip()]
@@ -174,7 +196,11 @@ def main() -> None:
                   "reference": row.get("reference") or row["truth"]}
                  for i, row in enumerate(rows[:args.questions], start=1)]
     lines = [json.dumps(q) for q in questions]
-    baseline = run_baseline(args.model, questions, args.max_tokens, args.threads, args.temperature)
+    baselines = {rope: run_baseline(args.model, questions, args.max_tokens, args.threads,
+                                    args.temperature, model_rope=rope == "model")
+                 for rope in (("study", "model") if args.langchain_rope == "both"
+                              else (args.langchain_rope,))}
+    baseline = next(iter(baselines.values()))  # the study's as it ran, when measured
     with tempfile.TemporaryDirectory() as tmp:
         subset = Path(tmp) / "questions.jsonl"
         subset.write_text("\n".join(lines) + "\n")
@@ -191,6 +217,13 @@ def main() -> None:
             "mean_cosine_ratio": ours["mean_cosine"] / base["mean_cosine"]
             if base["mean_cosine"] else None,
         }
+        if "model" in baselines and len(baselines) > 1:
+            other = baselines["model"]["rows"]
+            other_summary = summary(other)
+            per_prompt[name]["time_per_question_ratio_vs_model_rope"] = (
+                run["wall_s"] / sum(r["seconds"] for r in other))
+            per_prompt[name]["mean_cosine_ratio_vs_model_rope"] = (
+                ours["mean_cosine"] / other_summary["mean_cosine"])
     best = max(per_prompt, key=lambda n: per_prompt[n]["mean_cosine"])
     figures = {
         "time_per_question_ratio": per_prompt[best]["time_per_question_ratio"],
@@ -202,7 +235,13 @@ def main() -> None:
         "temperature": args.temperature,
         "threads": args.threads,
         "baseline": {**base, "seconds_per_question": base_wall / len(questions),
-                     "chunks": baseline["chunks"], "prompt": "study"},
+                     "chunks": baseline["chunks"], "prompt": "study",
+                     "rope_freq_base": "LangChain's 10000" if next(iter(baselines)) == "study"
+                     else "the GGUF's"},
+        **({"baseline_model_rope": {
+            **summary(baselines["model"]["rows"]),
+            "seconds_per_question": sum(r["seconds"] for r in baselines["model"]["rows"])
+            / len(questions), "rope_freq_base": "the GGUF's"}} if len(baselines) > 1 else {}),
         "fleet": per_prompt,
         "notes": "Top-level ratios are those of the fleet's prompt with the best mean cosine. "
                  "time ratio = fleet wall time per question (retrieval, queueing, generation, "
@@ -210,7 +249,8 @@ def main() -> None:
                  "cosine ratio > 1 means the fleet is more accurate; a failed question scores 0.",
         "command": ".venv/bin/python -m benchmarks.bench_baseline "
                    f"--questions {args.questions} --max-tokens {args.max_tokens} "
-                   f"--model {args.model} --prompts {args.prompts}",
+                   f"--model {args.model} --prompts {args.prompts} "
+                   f"--langchain-rope {args.langchain_rope}",
     }
     print(json.dumps({name: {k: round(v, 3) for k, v in p.items()
                              if k in ("mean_cosine", "time_per_question_ratio", "mean_cosine_ratio")}

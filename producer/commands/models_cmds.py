@@ -117,10 +117,13 @@ def models_pull(name: str, as_json: bool) -> None:
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None,
               help="Default new tokens per answer.")
 @click.option("--n-threads", type=click.IntRange(min=1), default=None)
+@click.option("--rope-freq-base", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Override the GGUF's RoPE base (10000 runs the model as LangChain's "
+                   "LlamaCpp, the study's stack, does by default).")
 @click.option("--description", default=None)
 @json_option
-def models_add(name, gguf, hf, sha256, chat_format, n_ctx, max_tokens, n_threads, description,
-               as_json):
+def models_add(name, gguf, hf, sha256, chat_format, n_ctx, max_tokens, n_threads,
+               rope_freq_base, description, as_json):
     """Add a model to your catalog (DATA_DIR/catalog.toml, over the shipped one)."""
     if bool(gguf) == bool(hf):
         raise UsageError("give exactly one of --file PATH or --hf REPO/FILE")
@@ -137,7 +140,8 @@ def models_add(name, gguf, hf, sha256, chat_format, n_ctx, max_tokens, n_threads
             raise UsageError(f"--hf {hf}: give OWNER/REPO/FILE.gguf")
         fields.update(file=parts[-1], hf_repo="/".join(parts[:2]), hf_file="/".join(parts[2:]))
     optional = {"sha256": sha256, "chat_format": chat_format, "n_ctx": n_ctx,
-                "max_tokens": max_tokens, "n_threads": n_threads, "description": description}
+                "max_tokens": max_tokens, "n_threads": n_threads,
+                "rope_freq_base": rope_freq_base, "description": description}
     fields.update({k: v for k, v in optional.items() if v is not None})
     settings = load_settings()
     model = add_user_model(settings, name, fields)

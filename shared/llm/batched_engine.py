@@ -97,6 +97,8 @@ class BatchedEngine:
             ctx_params.n_batch = self.batch_size
             ctx_params.n_ubatch = self.batch_size
             ctx_params.n_seq_max = parallel
+            if model.rope_freq_base:  # 0 in the defaults: the GGUF's own
+                ctx_params.rope_freq_base = model.rope_freq_base
             # Split by default: each decoding token attends over its own sequence's cells only.
             # A unified pool decodes Gemma 3 270M faster on short prompts but every measured
             # model slower on RAG-length prompts (BENCHMARKS.md). Catalog `kv_unified`.

@@ -55,6 +55,10 @@ class ModelSettings(BaseModel):
     n_gpu_layers: int = -1
     n_threads: int | None = Field(default=None, gt=0)
     chat_format: str | None = None
+    # None: the GGUF's own RoPE base, as the model was trained. LangChain's LlamaCpp (the
+    # study's stack) passes 10000 for every model unless told otherwise; set 10000 to run a
+    # model exactly as the study did (BENCHMARKS.md: it changes the answers).
+    rope_freq_base: float | None = Field(default=None, gt=0)
     # Sampling: the study stack's (LangChain's LlamaCpp) unless the catalog says otherwise.
     temperature: float = Field(default=0.01, ge=0)
     top_p: float = Field(default=1.0, gt=0, le=1)

@@ -35,6 +35,7 @@ class LlamaEngine:
                 n_threads_batch=n_threads,
                 n_gpu_layers=model.n_gpu_layers if self.backend != "cpu" else 0,
                 verbose=False,
+                **({"rope_freq_base": model.rope_freq_base} if model.rope_freq_base else {}),
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelUnavailable(

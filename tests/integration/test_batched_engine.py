@@ -188,3 +188,21 @@ def test_both_engines_apply_the_same_repeat_penalty():
         assert [f.result(timeout=300).text for f in together] == [plain.text, penalised.text]
     finally:
         batched.close()
+
+
+def test_both_engines_honour_a_catalog_rope_base_override():
+    """rope_freq_base 10000 (what LangChain's LlamaCpp, the study's stack, passes for every
+    model) changes SmolLM2's answer to a RAG-length prompt, and both engines apply it alike."""
+    model, path = _model("smollm2-135m")
+    request = _rag_requests("smollm2-135m", 3, 40)[2]
+    studys = model.model_copy(update={"rope_freq_base": 10000.0})
+    native = LlamaEngine(model, path, n_threads=2).generate(request).text
+    single = LlamaEngine(studys, path, n_threads=2)
+    assert single.llm.context_params.rope_freq_base == 10000.0
+    overridden = single.generate(request).text
+    batched = BatchedEngine(studys, path, n_threads=2, parallel=1, prefill_chunk=512)
+    try:
+        assert overridden != native
+        assert batched.generate(request).text == overridden
+    finally:
+        batched.close()
