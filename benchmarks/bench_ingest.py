@@ -5,13 +5,14 @@ study's 600-page guide) and the two Northwind PDFs. Pages and chunks per second,
 clock starts on both sides.
 
 ragfleet: `shared.pipeline.ingestion.ingest` as a cpu worker runs it, with the worker's thread
-policy (every core while no model pool of the host is generating). LangChain: PyPDFLoader,
-RecursiveCharacterTextSplitter (1000/150), FAISS.from_documents with the same all-MiniLM-L6-v2
-(sentence-transformers, its default batch of 32 on all cores) and BM25Retriever.
+policy (every core while no model pool of the host is generating) and its embedder (the
+`embedder` setting, onnx-fp32 by default; --embedder picks another, e.g. onnx-int8).
+LangChain: PyPDFLoader, RecursiveCharacterTextSplitter (1000/150), FAISS.from_documents with the
+same all-MiniLM-L6-v2 on sentence-transformers (torch, all cores) and BM25Retriever.
 
 Needs the optional extra for the LangChain side: pip install -e '.[bench]'.
 
-    .venv/bin/python -m benchmarks.bench_ingest [--copies 3] [--skip-langchain]
+    .venv/bin/python -m benchmarks.bench_ingest [--copies 3] [--skip-langchain] [--embedder KIND]
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import redis
 
 from benchmarks import machine
 from broker import embedded_redis
-from shared.config import PROJECT_ROOT, Settings
+from shared.config import PROJECT_ROOT, Settings, get_settings
 from shared.pipeline.ingestion import SourceDocument, ingest
-from shared.retrieval.embeddings import get_embedder
+from shared.retrieval.embeddings import KINDS, get_embedder
+from shared.state import collection_store
 
 NORTHWIND = sorted((PROJECT_ROOT / "data" / "northwind").glob("*.pdf"))
 
@@ -48,11 +50,13 @@ def long_pdf(copies: int) -> bytes:
     return out.getvalue()
 
 
-def run_ragfleet(client: redis.Redis, name: str, sources: list[SourceDocument]) -> dict:
+def run_ragfleet(client: redis.Redis, name: str, sources: list[SourceDocument],
+                 kind: str) -> dict:
     cores = os.cpu_count() or 1
     started = time.perf_counter()
     report = ingest(client, name, sources, None, None, get_embedder(), (1000, 150),
-                    threads=lambda: cores)  # an idle host: no pool generating
+                    threads=lambda: cores,  # an idle host: no pool generating
+                    embedder_kind=kind)
     wall = time.perf_counter() - started
     pages = sum(d["pages"] for d in report.documents)
     return {"pages": pages, "chunks": report.chunks, "wall_s": wall,
@@ -60,7 +64,8 @@ def run_ragfleet(client: redis.Redis, name: str, sources: list[SourceDocument]) 
             "phases_s": report.timings_s,
             "embed_chunks_per_s": report.chunks / report.timings_s["embed"],
             "extract_pages_per_s": pages / report.timings_s["extract"],
-            "embed_threads": cores}
+            "embed_threads": cores,
+            "embedder": collection_store.manifest(client, name).embedder_id()}
 
 
 def run_langchain(paths: list[Path]) -> dict:
@@ -68,9 +73,15 @@ def run_langchain(paths: list[Path]) -> dict:
     from langchain_community.document_loaders import PyPDFLoader
     from langchain_community.retrievers import BM25Retriever
     from langchain_community.vectorstores import FAISS
+    from langchain_core.embeddings import Embeddings
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    from benchmarks.bench_baseline import langchain_embeddings
+    class StudyMiniLM(Embeddings):  # the study's: sentence-transformers on torch, not ragfleet's
+        def embed_documents(self, texts):
+            return get_embedder("torch-fp32").embed(list(texts)).tolist()
+
+        def embed_query(self, text):
+            return get_embedder("torch-fp32").embed([text])[0].tolist()
 
     torch.set_num_threads(os.cpu_count() or 1)  # HuggingFaceEmbeddings' default
     started = time.perf_counter()
@@ -79,7 +90,7 @@ def run_langchain(paths: list[Path]) -> dict:
     chunks = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=150) \
         .split_documents(pages)
     split = time.perf_counter()
-    FAISS.from_documents(chunks, langchain_embeddings())
+    FAISS.from_documents(chunks, StudyMiniLM())
     embedded = time.perf_counter()
     BM25Retriever.from_documents(chunks)
     wall = time.perf_counter() - started
@@ -93,10 +104,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--copies", type=int, default=3)
     parser.add_argument("--skip-langchain", action="store_true")
+    parser.add_argument("--embedder", choices=KINDS, default=None,
+                        help="the embedder of ragfleet's collection (default: the setting's)")
     args = parser.parse_args()
+    kind = args.embedder or get_settings().embedder
     get_embedder().embed(["warm up"])  # loaded before either clock starts
+    get_embedder(kind).embed(["warm up"])
+    if not args.skip_langchain:
+        get_embedder("torch-fp32").embed(["warm up"])
     figures: dict = {"command": f".venv/bin/python -m benchmarks.bench_ingest --copies "
-                                f"{args.copies}"}
+                                f"{args.copies} --embedder {kind}"}
     with tempfile.TemporaryDirectory() as tmp:
         big = Path(tmp) / "northwind-x3.pdf"
         big.write_bytes(long_pdf(args.copies))
@@ -107,7 +124,7 @@ def main() -> None:
             client = redis.Redis.from_url(record.info["url"])
             for label, paths in corpora.items():
                 sources = [SourceDocument(p.name, p.read_bytes()) for p in paths]
-                ours = run_ragfleet(client, label, sources)
+                ours = run_ragfleet(client, label, sources, kind)
                 entry = {"documents": [p.name for p in paths], "ragfleet": ours}
                 if not args.skip_langchain:
                     theirs = run_langchain(paths)

@@ -6,6 +6,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -103,6 +104,13 @@ class Settings(BaseSettings):
         default=256, gt=0,
         description="Room a prompt must leave its answer; contexts are dropped to keep it.")
 
+    embedder: Literal["onnx-fp32", "torch-fp32", "onnx-int8"] = Field(
+        default="onnx-fp32",
+        description="Embedder of new collections: onnx-fp32 (ONNX Runtime, exact: its vectors "
+        "and scores match torch's within 1e-3; falls back to torch-fp32 when unavailable), "
+        "torch-fp32 (sentence-transformers), or onnx-int8 (faster, approximate: retrieval only; "
+        "its collections are queried with it, answers are still scored in fp32).",
+    )
     chunk_size: int = Field(default=1000, gt=0, description="Default characters per chunk.")
     chunk_overlap: int = Field(default=150, ge=0, description="Default overlap between chunks.")
     max_document_bytes: int = Field(

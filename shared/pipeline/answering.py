@@ -150,8 +150,11 @@ def retrieve_unit(client: redis.Redis, indexes: CollectionCache, embedder, batch
 
 def retrieve_contexts(indexes: CollectionCache, embedder, batch: dict, question: str) -> dict:
     started = time.perf_counter()
-    _, index = indexes.get(batch["collection"], batch["version"])
-    vector = embedder.embed([question])[0]
+    meta, index = indexes.get(batch["collection"], batch["version"])
+    from shared.retrieval.embeddings import matching
+
+    # embedded as the collection was: fp32 on either backend, its own embedder if int8
+    vector = matching(embedder, meta.embedder_id()).embed([question])[0]
     params = batch["params"]
     hits = retrieve(index, question, vector, top_k=params["top_k"],
                     bm25_weight=params["bm25_weight"])

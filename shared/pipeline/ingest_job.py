@@ -56,6 +56,7 @@ def _run(client: redis.Redis, job: dict, embedder, settings: Settings,
                 progress=lambda stage, done, total: jobs.update(
                     client, job_id, stage=stage, done=done, total=total),
                 threads=embedding_threads(client),
+                embedder_kind=settings.embedder,
             )
     except jobs.JobFinished:
         raise

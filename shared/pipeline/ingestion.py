@@ -5,6 +5,7 @@ and new content replaces its chunks."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,13 +13,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import redis
 
-from shared.errors import UsageError
-from shared.retrieval import indexes
+from shared.errors import RagfleetError, UsageError
+from shared.retrieval import embeddings, indexes
 from shared.retrieval.chunking import chunk_pages
 from shared.retrieval.pdf import extract_pages
 from shared.state import collection_store
 from shared.state.collection_cache import CollectionCache
 from shared.state.collection_store import Manifest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -70,14 +73,36 @@ class IngestReport:
         return self.__dict__
 
 
+SAVE_ATTEMPTS = 3  # builds on a base that another ingestion replaced meanwhile, then gives up
+
+
 def ingest(client: redis.Redis, collection: str, sources: list[SourceDocument],
            chunk_size: int | None, chunk_overlap: int | None, embedder,
            defaults: tuple[int, int], progress=lambda stage, done, total: None,
-           threads: Callable[[], int] | None = None) -> IngestReport:
-    """threads: the cores the embedder may use now (see Embedder.embed)."""
+           threads: Callable[[], int] | None = None,
+           embedder_kind: str | None = None) -> IngestReport:
+    """The sources into a new version of the collection, built on its current one.
+    threads: the cores the embedder may use now (see Embedder.embed). embedder_kind: the
+    embedder a new collection is built with (the `embedder` setting; None: `embedder`'s).
+    When another ingestion saved a version meanwhile (a lost lock), builds again on it."""
+    args = (client, collection, sources, chunk_size, chunk_overlap, embedder, defaults,
+            progress, threads, embedder_kind)
+    for _ in range(SAVE_ATTEMPTS - 1):
+        try:
+            return _ingest_on_current(*args)
+        except collection_store.BaseChanged as exc:
+            log.warning("%s; building again on the new version", exc)
+    return _ingest_on_current(*args)  # the last attempt's BaseChanged fails the job
+
+
+def _ingest_on_current(client: redis.Redis, collection: str, sources: list[SourceDocument],
+                       chunk_size: int | None, chunk_overlap: int | None, embedder,
+                       defaults: tuple[int, int], progress, threads,
+                       embedder_kind: str | None) -> IngestReport:
     timings: dict[str, float] = {}
     base = current_version(client, collection)
     size, overlap = _chunk_settings(base, chunk_size, chunk_overlap, defaults)
+    embedder = _collection_embedder(base, embedder, embedder_kind)
 
     clock = time.perf_counter()
     known = {d["sha256"]: d for d in base.manifest.documents} if base else {}
@@ -126,15 +151,33 @@ def ingest(client: redis.Redis, collection: str, sources: list[SourceDocument],
                  if d["name"] not in replaced] + new_docs
     manifest = Manifest(name=collection, version=0, documents=documents, chunks=len(chunks),
                         embedding_model=embedder.name, dim=int(all_vectors.shape[1]),
-                        chunk_size=size, chunk_overlap=overlap)
+                        chunk_size=size, chunk_overlap=overlap,
+                        embedder=embeddings.embedder_id(embedder))
     timings["index"] = time.perf_counter() - clock
     manifest.timings_s = dict(timings)  # the store phase is the report's only
 
     clock = time.perf_counter()
     version = collection_store.save(client, manifest,
-                                    indexes.encode(chunks, all_vectors, tokens))
+                                    indexes.encode(chunks, all_vectors, tokens),
+                                    base=base.manifest.version if base else None)
     timings["store"] = time.perf_counter() - clock
     return IngestReport(collection, version, True, report_docs, len(chunks), timings)
+
+
+def _collection_embedder(base: Version | None, embedder, kind: str | None):
+    """The embedder of this ingestion: a collection's new chunks are embedded as its stored ones
+    were (by `embedder` when its vectors match, fp32 on either backend); a new collection's with
+    `kind` when given, falling back to `embedder` when that kind cannot be had here (an int8
+    that is unavailable: never fail an ingestion for a faster embedder)."""
+    if base is not None:
+        return embeddings.matching(embedder, base.manifest.embedder_id())
+    if kind is None:
+        return embedder
+    try:
+        return embeddings.matching(embedder, f"{kind}:{embedder.name}")
+    except RagfleetError as exc:
+        log.warning("embedding with %s instead: %s", embeddings.embedder_id(embedder), exc)
+        return embedder
 
 
 def _chunk_settings(base: Version | None, size: int | None, overlap: int | None,

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 
 import redis
 
-from shared.errors import UsageError
+from shared.errors import RagfleetError, UsageError
 from shared.state import keys
 
 PARTS = ("manifest", "chunks", "faiss", "bm25")
 INDEX_PARTS = PARTS[1:]
+TORCH_FP32 = "torch-fp32"  # the embedder of manifests that do not name theirs
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -52,6 +53,13 @@ class Manifest:
     created_at: float = field(default_factory=time.time)
     # seconds per phase of the ingestion that made this version (extract, chunk, embed, index)
     timings_s: dict = field(default_factory=dict)
+    # the embedder that built the vectors, "backend-precision:model" (onnx-fp32:all-MiniLM-L6-v2);
+    # queries embed with one whose vectors match it. None: a manifest from before it was recorded,
+    # whose vectors torch made in fp32.
+    embedder: str | None = None
+
+    def embedder_id(self) -> str:
+        return self.embedder or f"{TORCH_FP32}:{self.embedding_model}"
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -92,9 +100,18 @@ def load_parts(client: redis.Redis, name: str,
     return meta, dict(zip(INDEX_PARTS, raw))
 
 
-def save(client: redis.Redis, meta: Manifest, parts: dict[str, bytes]) -> int:
-    """Store a new version (its manifest and index parts) and make it current; returns its
-    number, which is also set on `meta`."""
+class BaseChanged(RagfleetError):
+    """Another ingestion made a new version current after this one read its base: saving would
+    drop that version's documents. The ingestion builds again on the new base."""
+
+
+def save(client: redis.Redis, meta: Manifest, parts: dict[str, bytes], base: int | None) -> int:
+    """Store a new version (its manifest and index parts) and make it current, only if the
+    current version is still `base`, the one it was built on (None: no collection yet).
+    Compare-and-set: the ingestion lock can be lost (expired while Redis was unreachable, taken
+    over by a duplicate delivery), and then two ingestions build on the same base; the second
+    to save gets BaseChanged instead of silently dropping the first's documents. Returns the new
+    version's number, which is also set on `meta`."""
     if set(parts) != set(INDEX_PARTS):
         raise ValueError(f"a collection version has the parts {INDEX_PARTS}, not {sorted(parts)}")
     name = meta.name
@@ -103,19 +120,29 @@ def save(client: redis.Redis, meta: Manifest, parts: dict[str, bytes]) -> int:
     stored = {"manifest": meta.to_json().encode(), **parts}
     try:
         client.mset({keys.collection_version_key(name, number, p): v for p, v in stored.items()})
-        previous = current_version(client, name)
         with client.pipeline(transaction=True) as pipe:
+            pipe.watch(keys.collection_key(name))  # EXEC fails if another save lands meanwhile
+            current = pipe.hget(keys.collection_key(name), "version")
+            current = int(current) if current is not None else None
+            if current != base:
+                raise BaseChanged(f"collection {name!r} changed from version {base} to "
+                                  f"{current} while this ingestion ran")
+            pipe.multi()
             pipe.hset(keys.collection_key(name), mapping={"version": number,
                                                           "updated_at": time.time()})
             pipe.sadd(keys.COLLECTIONS_SET, name)
-            pipe.execute()
+            try:
+                pipe.execute()
+            except redis.exceptions.WatchError:
+                raise BaseChanged(f"collection {name!r} changed while this ingestion saved "
+                                  f"version {number}") from None
     except BaseException:
         # The transaction may have run before the error (a time limit while its reply was read):
         # then the new version is current and must stay.
         if current_version(client, name) != number:
             _delete_version(client, name, number)
         raise
-    _prune(client, name, keep={number, previous})
+    _prune(client, name, keep={number, base})
     return number
 
 

@@ -103,7 +103,8 @@ def collection(redis_client) -> int:
                     chunks=2, embedding_model=WordEmbedder.name, dim=16, chunk_size=1000,
                     chunk_overlap=150)
     return collection_store.save(redis_client, meta, indexes.encode(
-        chunks, vectors, [indexes.tokenize(c.text) for c in chunks]))
+        chunks, vectors, [indexes.tokenize(c.text) for c in chunks]),
+        base=collection_store.current_version(redis_client, meta.name))
 
 
 def make_batch(client, version: int, batch_id: str = "b-test", models=MODELS) -> str:
@@ -465,6 +466,30 @@ def make_job(client, data: bytes, name: str = "plan.pdf") -> str:
     jobs.create(client, job_id, "docs", [{"name": name, "bytes": len(data)}],
                 {"chunk_size": None, "chunk_overlap": None, "max_bytes": None})
     return job_id
+
+
+def test_an_ingestion_that_lost_its_lock_builds_again_on_the_newer_version(redis_client):
+    """Defect 6: two ingestions into one collection at once (a lost lock). The one that saves
+    second finds its base replaced and builds again on the newer version: no document lost."""
+    from shared.pipeline.ingestion import SourceDocument, ingest
+
+    embedder = WordEmbedder()
+    ingest(redis_client, "docs", [SourceDocument("base.pdf", first_pages_pdf(1))], None, None,
+           embedder, (1000, 150))
+    interleaved = []
+
+    def other_ingestion_meanwhile(stage, done, total):
+        if stage == "embed" and not interleaved:
+            interleaved.append(ingest(redis_client, "docs",
+                                      [SourceDocument("other.pdf", first_pages_pdf(2))],
+                                      None, None, embedder, (1000, 150)))
+
+    report = ingest(redis_client, "docs", [SourceDocument("mine.pdf", first_pages_pdf(3))],
+                    None, None, embedder, (1000, 150), progress=other_ingestion_meanwhile)
+    assert interleaved[0].version == 2 and report.version == 4  # v3 was refused, then rebuilt
+    meta = collection_store.manifest(redis_client, "docs")
+    assert meta.version == 4
+    assert sorted(d["name"] for d in meta.documents) == ["base.pdf", "mine.pdf", "other.pdf"]
 
 
 def test_ingestion_job_runs_once_and_discards_its_upload(redis_client, tmp_path):

@@ -34,7 +34,8 @@ def client(redis_url) -> redis.Redis:
 def save(client, content: bytes, name: str = "plan") -> int:
     meta = Manifest(name=name, version=0, documents=[], chunks=1, embedding_model="e", dim=2,
                     chunk_size=100, chunk_overlap=0)
-    return collection_store.save(client, meta, {"chunks": content, "faiss": b"f", "bm25": b"b"})
+    return collection_store.save(client, meta, {"chunks": content, "faiss": b"f", "bm25": b"b"},
+                                 base=collection_store.current_version(client, name))
 
 
 def version_keys(client, name: str = "plan") -> list[bytes]:
@@ -88,6 +89,39 @@ def test_save_rolls_back_a_version_that_never_became_current(client, monkeypatch
     monkeypatch.undo()
     assert collection_store.current_version(client, "plan") == 1
     assert all(b":v1:" in k for k in version_keys(client))  # nothing of v2 is left
+
+
+def test_a_save_on_a_base_another_ingestion_replaced_is_refused_and_leaves_nothing(client):
+    """Compare-and-set: two ingestions built on v1 (the lock was lost); the first saves v2, the
+    second must not replace it (its documents would be lost)."""
+    save(client, b"v1")
+    meta = Manifest(name="plan", version=0, documents=[], chunks=1, embedding_model="e", dim=2,
+                    chunk_size=100, chunk_overlap=0)
+    save(client, b"v2 by the first")
+    with pytest.raises(collection_store.BaseChanged, match="changed from version 1 to 2"):
+        collection_store.save(client, meta, {"chunks": b"v3", "faiss": b"f", "bm25": b"b"},
+                              base=1)
+    meta, parts = collection_store.load_parts(client, "plan")
+    assert (meta.version, parts["chunks"]) == (2, b"v2 by the first")
+    assert not any(b":v3:" in k for k in version_keys(client))  # the refused version is gone
+
+
+def test_a_save_that_loses_the_race_inside_its_transaction_is_refused(client, monkeypatch):
+    """Another save lands between this one's check and its EXEC: WATCH makes EXEC fail."""
+    save(client, b"v1")
+    execute = redis.client.Pipeline.execute
+
+    def another_save_first(pipe, *args, **kwargs):
+        monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
+        save(client, b"v2 by the other")  # its own transaction, on another connection
+        return execute(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", another_save_first)
+    with pytest.raises(collection_store.BaseChanged):
+        save(client, b"lost the race")  # took version 2; the other took 3 and saved first
+    meta, parts = collection_store.load_parts(client, "plan")
+    assert (meta.version, parts["chunks"]) == (3, b"v2 by the other")
+    assert not any(b":v2:" in k for k in version_keys(client))  # the loser's version is gone
 
 
 def test_delete_tolerates_a_missing_manifest(client):
