@@ -20,8 +20,10 @@ from shared.llm.vocab import vocab_only
 # models at parallel 1-8 (benchmarks/results/batching.json); kept generous.
 RUNTIME_OVERHEAD_BYTES = 300 * 2**20
 F16_BYTES = 2
-# The cpu pool: torch with all-MiniLM-L6-v2, measured 0.66 GB resident and 0.93 GB at its peak
-# while embedding 64 chunks of 1,000 characters.
+# The cpu pool: the embedder, the collection indexes it caches, PDF extraction. With torch
+# all-MiniLM-L6-v2 measured 0.66 GB resident, 0.93 GB at its peak while embedding 64 chunks of
+# 1,000 characters; ONNX Runtime (the default) 0.23 GB at its peak, but torch is the fallback
+# and large collections' indexes come on top: kept at 1 GiB.
 CPU_POOL_BYTES = 2**30
 
 
