@@ -39,7 +39,7 @@ def collections_show(name, as_json):
         emit_json(_manifest_json(m))
         return
     click.echo(f"{m.name} version {m.version}: {m.chunks} chunks of {m.chunk_size} characters "
-               f"(overlap {m.chunk_overlap}), embeddings {m.embedding_model}")
+               f"(overlap {m.chunk_overlap}), embeddings {m.embedder_id()}")
     click.echo(table(("DOCUMENT", "PAGES", "CHUNKS", "SIZE", "SHA256"),
                      [(d["name"], d["pages"], d["chunks"], human_size(d["bytes"]), d["sha256"][:12])
                       for d in m.documents]))
