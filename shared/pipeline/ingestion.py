@@ -16,7 +16,7 @@ import redis
 from shared.errors import RagfleetError, UsageError
 from shared.retrieval import embeddings, indexes
 from shared.retrieval.chunking import chunk_pages
-from shared.retrieval.pdf import extract_pages
+from shared.retrieval.pdf import iter_pages
 from shared.state import collection_store
 from shared.state.collection_cache import CollectionCache
 from shared.state.collection_store import Manifest
@@ -104,7 +104,6 @@ def _ingest_on_current(client: redis.Redis, collection: str, sources: list[Sourc
     size, overlap = _chunk_settings(base, chunk_size, chunk_overlap, defaults)
     embedder = _collection_embedder(base, embedder, embedder_kind)
 
-    clock = time.perf_counter()
     known = {d["sha256"]: d for d in base.manifest.documents} if base else {}
     added, report_docs = [], []
     for source in sources:
@@ -113,33 +112,25 @@ def _ingest_on_current(client: redis.Redis, collection: str, sources: list[Sourc
             report_docs.append({"name": source.name, "status": "unchanged",
                                 "pages": known.get(digest, {}).get("pages")})
             continue
-        pages = extract_pages(source.data, source.name,
-                              progress=lambda done, total: progress("extract", done, total))
-        added.append((source, digest, pages))
-    timings["extract"] = time.perf_counter() - clock
+        added.append((source, digest))
     if not added:
         return IngestReport(collection, base.manifest.version, False, report_docs,
                             base.manifest.chunks, timings)
 
-    clock = time.perf_counter()
-    new_chunks, new_docs = [], []
-    replaced = {source.name for source, _, _ in added}
-    for source, digest, pages in added:
-        chunks = chunk_pages(source.name, pages, size, overlap)
-        new_chunks += chunks
+    overlapped = _extract_while_embedding([source for source, _ in added], size, overlap,
+                                          embedder, progress, threads)
+    timings.update(overlapped.timings)
+    new_chunks, vectors = overlapped.chunks, overlapped.vectors
+    new_docs = []
+    replaced = {source.name for source, _ in added}
+    for source, digest in added:
         known_name = base and any(d["name"] == source.name for d in base.manifest.documents)
         status = "replaced" if known_name else "added"
-        doc = {"name": source.name, "sha256": digest, "pages": len(pages), "chunks": len(chunks),
+        doc = {"name": source.name, "sha256": digest, "pages": overlapped.pages[source.name],
+               "chunks": sum(c.document == source.name for c in new_chunks),
                "bytes": len(source.data)}
         new_docs.append(doc)
         report_docs.append({**doc, "status": status})
-    timings["chunk"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    vectors = embedder.embed([c.text for c in new_chunks],
-                             progress=lambda done, total: progress("embed", done, total),
-                             threads=threads)
-    timings["embed"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
     kept = [i for i, c in enumerate(base.chunks) if c.document not in replaced] if base else []
@@ -162,6 +153,106 @@ def _ingest_on_current(client: redis.Redis, collection: str, sources: list[Sourc
                                     base=base.manifest.version if base else None)
     timings["store"] = time.perf_counter() - clock
     return IngestReport(collection, version, True, report_docs, len(chunks), timings)
+
+
+EMBED_WINDOW = 256  # chunks embedded together while the next pages are read
+
+
+@dataclass
+class Extracted:
+    chunks: list
+    vectors: np.ndarray
+    pages: dict[str, int]  # pages per document
+    timings: dict[str, float]
+
+
+def _extract_while_embedding(sources: list[SourceDocument], size: int, overlap: int, embedder,
+                             progress, threads) -> Extracted:
+    """Read the documents' pages on a thread and embed their chunks as they come, windows of
+    EMBED_WINDOW: extraction (pypdf, pure Python) is no longer a serial phase in front of
+    embedding, whose runtime releases the GIL. Chunks are split per page, so chunking page by
+    page gives the same chunks. `extract` and `embed` in the timings overlap; `extract_and_embed`
+    is the time of both together."""
+    import queue
+    import threading
+
+    started = time.perf_counter()
+    pending: queue.Queue = queue.Queue(maxsize=4 * EMBED_WINDOW)
+    pages: dict[str, int] = {}
+    failure: list[BaseException] = []
+    timings = {"extract": 0.0, "embed": 0.0}  # chunking is part of extract, page by page
+    stop = threading.Event()
+
+    def read_all() -> None:
+        busy = 0.0  # reading and chunking only, not the waits on a full queue
+        try:
+            for source in sources:
+                count = 0
+                pages_of = extract_pages_iter(source, progress)
+                while True:
+                    clock = time.perf_counter()
+                    page = next(pages_of, None)
+                    new = chunk_pages(source.name, [page], size, overlap) if page else []
+                    busy += time.perf_counter() - clock
+                    if page is None or stop.is_set():
+                        break
+                    count += 1
+                    for chunk in new:
+                        pending.put(chunk)
+                if stop.is_set():
+                    return  # the embedding side failed: read nothing more
+                pages[source.name] = count
+        except BaseException as exc:  # re-raised on the embedding side
+            failure.append(exc)
+        finally:
+            timings["extract"] = busy
+            pending.put(None)
+
+    reader = threading.Thread(target=read_all, name="extract", daemon=True)
+    reader.start()
+    chunks: list = []
+    parts: list[np.ndarray] = []
+    try:
+        finished = False
+        while not finished:
+            window = [pending.get()]
+            while window[-1] is not None and len(window) < EMBED_WINDOW:
+                try:
+                    window.append(pending.get(timeout=0.05 if len(window) > 1 else None))
+                except queue.Empty:
+                    break  # embed what is there rather than wait for a slow page
+            finished = window[-1] is None
+            window = [c for c in window if c is not None]
+            if failure:
+                raise failure[0]
+            if not window:
+                continue
+            clock = time.perf_counter()
+            done, total = len(chunks), len(chunks) + len(window)  # the total grows as pages come
+            parts.append(embedder.embed(
+                [c.text for c in window], threads=threads,
+                progress=lambda n, _total, done=done, total=total: progress("embed", done + n,
+                                                                            total)))
+            timings["embed"] += time.perf_counter() - clock
+            chunks += window
+    finally:
+        stop.set()
+        while reader.is_alive():  # unblock a reader waiting on a full queue
+            try:
+                pending.get_nowait()
+            except queue.Empty:
+                reader.join(0.05)
+    if failure:
+        raise failure[0]
+    dim = getattr(embedder, "dim", None) or (parts[0].shape[1] if parts else 0)
+    vectors = np.vstack(parts) if parts else np.zeros((0, dim), dtype=np.float32)
+    timings["extract_and_embed"] = time.perf_counter() - started
+    return Extracted(chunks, vectors, pages, timings)
+
+
+def extract_pages_iter(source: SourceDocument, progress):
+    return iter_pages(source.data, source.name,
+                      progress=lambda done, total: progress("extract", done, total))
 
 
 def _collection_embedder(base: Version | None, embedder, kind: str | None):

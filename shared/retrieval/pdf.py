@@ -26,6 +26,13 @@ def extract_pages(data: bytes, name: str, password: str | None = None,
                   progress=None) -> list[Page]:
     """Text of every page; `progress(done, total)` every 10 pages and at the end. Raises
     BadDocument for an empty, non-PDF, corrupt, locked or image-only file."""
+    return list(iter_pages(data, name, password, progress))
+
+
+def iter_pages(data: bytes, name: str, password: str | None = None, progress=None):
+    """extract_pages one page at a time, so a consumer can work on the first pages while the
+    rest are read. The checks that need every page (no pages, no text at all) raise after
+    the last one."""
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
 
@@ -33,14 +40,17 @@ def extract_pages(data: bytes, name: str, password: str | None = None,
         raise BadDocument(f"{name}: the file is empty")
     if b"%PDF-" not in data[:1024]:
         raise BadDocument(f"{name}: not a PDF (no %PDF- header)")
+    count = with_text = 0
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted and not reader.decrypt(password or ""):
             raise BadDocument(f"{name}: the PDF is encrypted and needs a password")
         total = len(reader.pages)
-        pages = []
         for i, page in enumerate(reader.pages, start=1):
-            pages.append(Page(i, _clean(page.extract_text() or "")))
+            text = _clean(page.extract_text() or "")
+            count += 1
+            with_text += bool(text.strip())
+            yield Page(i, text)
             if progress and (i % 10 == 0 or i == total):
                 progress(i, total)
     except BadDocument:
@@ -52,13 +62,12 @@ def extract_pages(data: bytes, name: str, password: str | None = None,
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError,
             RecursionError, OSError, AssertionError) as exc:
         raise BadDocument(f"{name}: corrupt or truncated PDF ({type(exc).__name__}: {exc})") from None
-    if not pages:
+    if not count:
         raise BadDocument(f"{name}: the PDF has no pages")
-    if not any(p.text.strip() for p in pages):
+    if not with_text:
         raise BadDocument(
-            f"{name}: no extractable text in {len(pages)} page(s) (scanned images? run OCR first)"
+            f"{name}: no extractable text in {count} page(s) (scanned images? run OCR first)"
         )
-    return pages
 
 
 def _clean(text: str) -> str:

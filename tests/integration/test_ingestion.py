@@ -115,3 +115,52 @@ def test_embedding_with_more_threads_gives_the_same_vectors_and_puts_threads_bac
     # texts are embedded longest first, but each vector lands in its text's row
     single = embedder.embed([texts[3]])[0]
     assert abs(plain[3] - single).max() < 1e-5
+
+
+class RecordingEmbedder:
+    """The real embedder, recording how far extraction had got at each call."""
+
+    def __init__(self, real, seen: list):
+        self.real, self.seen = real, seen
+        self.name, self.dim = real.name, real.dim
+        self.id = getattr(real, "id", None)
+
+    def __getattr__(self, attr):
+        return getattr(self.real, attr)
+
+    def embed(self, texts, progress=None, threads=None):
+        self.seen.append(("embed", len(texts)))
+        return self.real.embed(texts, progress=progress, threads=threads)
+
+
+def test_pages_are_embedded_while_the_rest_are_read_with_the_same_result(redis_url, embedder,
+                                                                          monkeypatch):
+    """Issue 16: extraction is no longer a serial phase in front of embedding. Embedding starts
+    while pages are still being read, and the collection equals one built page by page first."""
+    import numpy as np
+    import redis
+
+    from shared.pipeline import ingestion
+    from shared.retrieval.chunking import chunk_pages
+    from tests.pdf_samples import first_pages_pdf
+
+    client = redis.Redis.from_url(redis_url)
+    data = first_pages_pdf(40)
+    events: list = []
+    monkeypatch.setattr(ingestion, "EMBED_WINDOW", 8)
+    report = ingest(client, "overlap", [SourceDocument("forty.pdf", data)], None, None,
+                    RecordingEmbedder(embedder, events), (1000, 150),
+                    progress=lambda stage, done, total: events.append((stage, done))
+                    if stage == "extract" else None)
+    first_embed = next(i for i, e in enumerate(events) if e[0] == "embed")
+    read_before = max((done for stage, done in events[:first_embed] if stage == "extract"),
+                      default=0)
+    assert read_before < 40  # the first chunks were embedded before the last page was read
+    assert sum(n for stage, n in events if stage == "embed") == report.chunks
+    assert {"extract", "embed", "extract_and_embed"} <= set(report.timings_s)
+
+    serial = chunk_pages("forty.pdf", extract_pages(data, "forty.pdf"), 1000, 150)
+    _, index = load_index(client, "overlap")
+    assert [(c.page, c.text) for c in index.chunks] == [(c.page, c.text) for c in serial]
+    expected = embedder.embed([c.text for c in serial])
+    assert np.abs(index.vectors - expected).max() < 1e-5
