@@ -17,6 +17,7 @@ from shared.errors import RagfleetError, UsageError
 from shared.retrieval import embeddings, indexes
 from shared.retrieval.chunking import chunk_pages
 from shared.retrieval.pdf import iter_pages
+from shared.retrieval.priority import idle_priority
 from shared.state import collection_store
 from shared.state.collection_cache import CollectionCache
 from shared.state.collection_store import Manifest
@@ -184,6 +185,7 @@ def _extract_while_embedding(sources: list[SourceDocument], size: int, overlap: 
     stop = threading.Event()
 
     def read_all() -> None:
+        idle_priority()  # pypdf takes only what the model pools leave (see retrieval.priority)
         busy = 0.0  # reading and chunking only, not the waits on a full queue
         try:
             for source in sources:

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.retrieval.embeddings import EMBEDDING_MODEL, model_path
+from shared.retrieval.priority import idle_priority
 
 log = logging.getLogger(__name__)
 
@@ -395,8 +396,12 @@ class OnnxEmbedder:
 
         with self._pool_lock:
             if self._pool is None:
+                # only batch embedding (an ingestion) runs here: queries and scores run on
+                # the caller's thread. Idle priority: answering pools on this host keep
+                # their cores, and an idle host gives these threads every core.
                 self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
-                                                thread_name_prefix="onnx-embed")
+                                                thread_name_prefix="onnx-embed",
+                                                initializer=idle_priority)
             return self._pool
 
     def embed(self, texts: list[str], progress=None,

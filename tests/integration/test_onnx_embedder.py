@@ -181,3 +181,14 @@ def test_scoring_embedder_is_fp32_whatever_the_setting(monkeypatch):
         assert embeddings.exact_kind() == "onnx-fp32"
     finally:
         get_settings.cache_clear()
+
+
+def test_the_onnx_embedders_batch_threads_run_at_idle_priority():
+    from shared.retrieval.embeddings import get_embedder
+    from shared.retrieval.priority import is_idle_priority
+
+    embedder = get_embedder("onnx-fp32")
+    if not hasattr(embedder, "_executor"):
+        pytest.skip("the ONNX export is not available here")
+    assert embedder._executor().submit(is_idle_priority).result() is True
+    assert not is_idle_priority()
