@@ -17,6 +17,7 @@ from shared.config import Settings
 from shared.pipeline import ingest_job
 from shared.retrieval import download
 from shared.retrieval.download import DownloadError, fetch
+from shared.retrieval.embeddings import get_embedder
 from shared.state import jobs
 
 pytestmark = pytest.mark.integration
@@ -280,7 +281,7 @@ def test_the_worker_refuses_loopback_unless_the_setting_allows_it(redis_client, 
         job_id = jobs.new_id()
         jobs.create(redis_client, job_id, "docs", [{"name": "doc.pdf",
                                                     "url": f"{server.url}/doc.pdf"}], {})
-        job = ingest_job.run(redis_client, job_id, embedder=None,
+        job = ingest_job.run(redis_client, job_id, embedder=get_embedder(),
                              settings=Settings(allow_private_urls=allow))
         assert job["state"] == jobs.FAILED and needle in job["error"], job["error"]
     assert len(server.requests) == 1  # only the allowed run reached the server
