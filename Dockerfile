@@ -33,6 +33,6 @@ ENV RAGFLEET_DATA_DIR=/data \
 RUN useradd --create-home ragfleet && mkdir -p /data && chown ragfleet /data /app/models
 USER ragfleet
 # the embedder's ONNX export, made once into the image (else each container makes it on first use)
-RUN python -m shared.retrieval.onnx_embedder export --precision fp32
+RUN python -m shared.retrieval.onnx_embedder export --precision all
 ENTRYPOINT []
 CMD ["ragfleet", "--help"]

@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml
 # The embedder's ONNX export, cached outside the repository (~/.cache/ragfleet/onnx/); does
 # nothing when it is there; when it cannot be made, ragfleet embeds with torch instead.
 install: $(STAMP)
-	@$(BIN)/python -m shared.retrieval.onnx_embedder export --precision fp32 \
+	@$(BIN)/python -m shared.retrieval.onnx_embedder export --precision all \
 	  || echo "note: no ONNX export of the embedder; ragfleet will embed with torch"
 
 demo: install

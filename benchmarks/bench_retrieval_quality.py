@@ -1,7 +1,8 @@
 """Retrieval quality on the 50 Northwind questions: how often the page a reference cites
 ([file.pdf#page=N]) is among the top-k fused hits, and the mean reciprocal rank, with the
 default chunking and fusion, the way a batch computes them (shared.pipeline.answering.cited_rank).
-Also each retriever alone (BM25, FAISS MMR) for comparison.
+Also each retriever alone (BM25, FAISS MMR) for comparison, and all of it once per embedder
+(torch fp32, ONNX fp32, ONNX int8): the top-level figures are the default embedder's.
 
     .venv/bin/python -m benchmarks.bench_retrieval_quality [--top-k 4] [--sweep]
 
@@ -22,7 +23,7 @@ import redis
 
 from benchmarks import machine
 from broker import embedded_redis
-from shared.config import PROJECT_ROOT, Settings
+from shared.config import PROJECT_ROOT, Settings, get_settings
 from shared.pipeline.answering import cited_rank
 from shared.pipeline.ingestion import SourceDocument, ingest, load_index
 from shared.pipeline.questions import split_citations
@@ -44,7 +45,30 @@ def main() -> None:
     args = parser.parse_args()
     rows = [json.loads(line) for line in (NORTHWIND / "ground_truth.jsonl").read_text()
             .splitlines() if line.strip()]
+    default = get_settings().embedder
+    by_embedder = {kind: measure(rows, kind, args.top_k, args.bm25_weight)
+                   for kind in dict.fromkeys([default, *EMBEDDERS])}
+    figures = dict(by_embedder[default])
+    figures.update(embedder=default, top_k=args.top_k, bm25_weight=args.bm25_weight,
+                   hit_rate=figures["fused"]["hit_rate"], mrr=figures["fused"]["mrr"],
+                   by_embedder=by_embedder,
+                   command=f".venv/bin/python -m benchmarks.bench_retrieval_quality "
+                           f"--top-k {args.top_k}")
     embedder = get_embedder()
+    if args.sweep:
+        figures["sweep"] = sweep(rows, embedder, args.top_k)
+        figures["command"] += " --sweep"
+    print(json.dumps({k: figures[k] for k in ("hit_rate", "mrr")}))
+    machine.write("retrieval_quality", figures)
+
+
+EMBEDDERS = ("torch-fp32", "onnx-fp32", "onnx-int8")  # the setting's choices, each measured
+
+
+def measure(rows: list[dict], kind: str, top_k: int, bm25_weight: float) -> dict:
+    """Hit rate and MRR of the fused retrieval and of each retriever alone, on a collection
+    built (and queried) with embedder `kind`, as a batch computes them."""
+    embedder = get_embedder(kind)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp))
         record = embedded_redis.start(settings)
@@ -52,8 +76,8 @@ def main() -> None:
             client = redis.Redis.from_url(record.info["url"])
             sources = [SourceDocument(p.name, p.read_bytes())
                        for p in sorted(NORTHWIND.glob("*.pdf"))]
-            ingest(client, "nw", sources, None, None, embedder, (1000, 150))
-            _, index = load_index(client, "nw")
+            ingest(client, "nw", sources, None, None, embedder, (1000, 150), embedder_kind=kind)
+            meta, index = load_index(client, "nw")
         finally:
             embedded_redis.stop(settings)
     results: dict[str, list[dict]] = {"fused": [], "bm25": [], "faiss_mmr": []}
@@ -62,26 +86,18 @@ def main() -> None:
         question = {"id": f"q{i}", "sources": list(cited)}
         vector = embedder.embed([row["question"]])[0]
         ranked = {
-            "fused": [h.chunk for h in retrieve(index, row["question"], vector, top_k=args.top_k,
-                                                bm25_weight=args.bm25_weight)],
-            "bm25": [c for c, _ in index.bm25_search(row["question"], args.top_k)],
-            "faiss_mmr": index.mmr_search(vector, k=args.top_k),
+            "fused": [h.chunk for h in retrieve(index, row["question"], vector, top_k=top_k,
+                                                bm25_weight=bm25_weight)],
+            "bm25": [c for c, _ in index.bm25_search(row["question"], top_k)],
+            "faiss_mmr": index.mmr_search(vector, k=top_k),
         }
         for name, chunks in ranked.items():
             contexts = {"contexts": [{"document": index.chunks[c].document,
                                       "page": index.chunks[c].page} for c in chunks]}
             results[name].append({"question_id": question["id"],
                                   "retrieval": cited_rank(question, contexts)})
-    figures = {name: retrieval_metrics(rs) for name, rs in results.items()}
-    figures.update(top_k=args.top_k, bm25_weight=args.bm25_weight, chunks=len(index.chunks),
-                   hit_rate=figures["fused"]["hit_rate"], mrr=figures["fused"]["mrr"],
-                   command=f".venv/bin/python -m benchmarks.bench_retrieval_quality "
-                           f"--top-k {args.top_k}")
-    if args.sweep:
-        figures["sweep"] = sweep(rows, embedder, args.top_k)
-        figures["command"] += " --sweep"
-    print(json.dumps({k: figures[k] for k in ("hit_rate", "mrr")}))
-    machine.write("retrieval_quality", figures)
+    return {**{name: retrieval_metrics(rs) for name, rs in results.items()},
+            "chunks": len(index.chunks), "collection_embedder": meta.embedder_id()}
 
 
 CHUNKINGS = ((1000, 150), (500, 100), (1500, 200))  # the default first
