@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -123,12 +124,13 @@ def _ingest_on_current(client: redis.Redis, collection: str, sources: list[Sourc
     timings.update(overlapped.timings)
     new_chunks, vectors = overlapped.chunks, overlapped.vectors
     new_docs = []
+    chunks_of = Counter(c.document for c in new_chunks)
     replaced = {source.name for source, _ in added}
     for source, digest in added:
         known_name = base and any(d["name"] == source.name for d in base.manifest.documents)
         status = "replaced" if known_name else "added"
         doc = {"name": source.name, "sha256": digest, "pages": overlapped.pages[source.name],
-               "chunks": sum(c.document == source.name for c in new_chunks),
+               "chunks": chunks_of[source.name],
                "bytes": len(source.data)}
         new_docs.append(doc)
         report_docs.append({**doc, "status": status})
@@ -190,19 +192,18 @@ def _extract_while_embedding(sources: list[SourceDocument], size: int, overlap: 
         try:
             for source in sources:
                 count = 0
-                pages_of = extract_pages_iter(source, progress)
-                while True:
-                    clock = time.perf_counter()
-                    page = next(pages_of, None)
-                    new = chunk_pages(source.name, [page], size, overlap) if page else []
+                clock = time.perf_counter()
+                for page in iter_pages(source.data, source.name, progress=lambda done, total:
+                                       progress("extract", done, total)):
+                    new = chunk_pages(source.name, [page], size, overlap)
                     busy += time.perf_counter() - clock
-                    if page is None or stop.is_set():
-                        break
+                    if stop.is_set():
+                        return  # the embedding side failed: read nothing more
                     count += 1
                     for chunk in new:
                         pending.put(chunk)
-                if stop.is_set():
-                    return  # the embedding side failed: read nothing more
+                    clock = time.perf_counter()
+                busy += time.perf_counter() - clock  # the checks after the last page
                 pages[source.name] = count
         except BaseException as exc:  # re-raised on the embedding side
             failure.append(exc)
@@ -250,11 +251,6 @@ def _extract_while_embedding(sources: list[SourceDocument], size: int, overlap: 
     vectors = np.vstack(parts) if parts else np.zeros((0, dim), dtype=np.float32)
     timings["extract_and_embed"] = time.perf_counter() - started
     return Extracted(chunks, vectors, pages, timings)
-
-
-def extract_pages_iter(source: SourceDocument, progress):
-    return iter_pages(source.data, source.name,
-                      progress=lambda done, total: progress("extract", done, total))
 
 
 def _collection_embedder(base: Version | None, embedder, kind: str | None):
