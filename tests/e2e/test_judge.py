@@ -63,7 +63,7 @@ def finished_batch(client, batch_id: str, models=("tiny", "other")) -> None:
 def test_judge_grades_each_answer_and_results_show_its_mean(judge_pool):
     env, client = judge_pool
     finished_batch(client, "b-judge-1")
-    before = batch_store.results(client, "b-judge-1")
+    before = stored_results(client)
     out = ragfleet("judge", "b-judge-1", "--model", JUDGE, "--wait", "--timeout", "120",
                    "--json", env=env, timeout=180)
     assert out.returncode == 0, out.stderr
@@ -76,7 +76,7 @@ def test_judge_grades_each_answer_and_results_show_its_mean(judge_pool):
     for j in found.values():
         assert j["raw"] is not None and j["judge_model"] == JUDGE and j["run"] == done["run"]
         assert (j["grade"] in range(1, 6)) if j["error"] is None else j["grade"] is None
-    assert batch_store.results(client, "b-judge-1") == before  # the cosine results untouched
+    assert stored_results(client) == before  # the cosine results untouched
 
     report = json.loads(ragfleet("results", "b-judge-1", "--format", "json", env=env,
                                  timeout=120).stdout)
@@ -114,3 +114,10 @@ def test_bad_judge_input_is_one_line_and_a_usage_error(judge_pool):
                                    env=env, timeout=60),
                           2, "batch b-judge-2 has no answer with a reference to judge for other")
     assert judgements.judge_models(client, "b-judge-2") == []  # nothing was sent
+
+
+def stored_results(client) -> list[dict]:
+    """The batch's results in a fixed order: HGETALL's order is a hash table's, which Redis
+    may rehash between two reads."""
+    return sorted(batch_store.results(client, "b-judge-1"),
+                  key=lambda r: (r["question_id"], r["model"]))
