@@ -10,6 +10,7 @@ from __future__ import annotations
 from celery import Celery
 
 from broker.queues import ANSWER_TASK, CPU_QUEUE, JUDGE_TASK, TASK_ROUTES
+from broker.recovery import UNACKED_KEY
 from shared.config import Settings, soft_limit
 
 app = Celery("ragfleet", include=["workers.cpu_tasks", "workers.llm_tasks"])
@@ -43,6 +44,7 @@ def configure(redis_url: str, settings: Settings, target: Celery | None = None) 
         # look for dead workers' tasks every restore_sweep_s (kombu's default is ~100 s)
         "unacked_restore_interval": settings.restore_sweep_s,
         "unacked_restore_throttle": 1,
+        "unacked_key": UNACKED_KEY,  # read by broker.recovery's records of live deliveries
     }
     target.conf.update(
         broker_url=redis_url,

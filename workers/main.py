@@ -28,7 +28,7 @@ from shared.llm import memory
 from shared.llm.catalog import load_fleet_catalog
 from shared.state import fleet_limits
 from shared.state.registry import Heartbeat, WorkerInfo
-from workers import engine_holder
+from workers import engine_holder, takeover
 from workers.pool import PoolConfig
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,13 @@ def run(settings: Settings, model_name: str | None, threads: int | None, concurr
     fleet_limits.join(client, limits, fleet_limits.ttl_for(settings.heartbeat_interval_s))
     config.export()
     app = configure(url, settings)
+    # a dead worker's tasks are put back within seconds (the visibility timeout is the backstop)
+    takeover.reclaim_own(app, client, config.nodename)
+    takeover.record_deliveries(url, config.nodename)
     heartbeat = Heartbeat(url, _worker_info(config, path, host), settings.heartbeat_interval_s,
-                          _status_reader(config), limits=limits)
+                          _status_reader(config), limits=limits,
+                          after_beat=takeover.sweeper(app, config.nodename,
+                                                      settings.heartbeat_interval_s))
     _connect_signals(config, heartbeat)
     batching = config.parallel > 1
     if batching:  # no pool processes: the engine lives here, shared by the task threads
@@ -134,8 +139,10 @@ def _connect_signals(config: PoolConfig, heartbeat: Heartbeat) -> None:
     def _ready(**_):
         heartbeat.start()
 
-    @signals.worker_shutting_down.connect(weak=False)
-    def _shutting_down(**_):
+    # after the pool stopped: a worker finishing its tasks in a warm shutdown stays registered,
+    # so no sweep takes them from it
+    @signals.worker_shutdown.connect(weak=False)
+    def _shut_down(**_):
         heartbeat.stop()
 
     @signals.worker_process_init.connect(weak=False)  # prefork children only

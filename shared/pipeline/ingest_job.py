@@ -30,10 +30,13 @@ def run(client: redis.Redis, job_id: str, embedder, settings: Settings,
     if job["state"] in jobs.FINISHED:
         return job
     try:
-        return _run(client, job, embedder, settings, over_time)
+        final = _run(client, job, embedder, settings, over_time)
     except jobs.JobFinished as finished:
         log.info("ingestion %s ended while it ran: %s", job_id, finished.job.get("error"))
-        return jobs.get(client, job_id)
+        final = jobs.get(client, job_id)
+    # done or failed, its uploaded bytes are of no more use (a retry is a new job)
+    uploads.discard(client, job_id, len(job["sources"]))
+    return final
 
 
 def _run(client: redis.Redis, job: dict, embedder, settings: Settings,
@@ -73,7 +76,6 @@ def _run(client: redis.Redis, job: dict, embedder, settings: Settings,
         log.exception("ingestion %s failed", job_id)
         return jobs.update(client, job_id, state=jobs.FAILED, error_code=1,
                            error=f"ingestion failed: {type(exc).__name__}: {exc}")
-    uploads.discard(client, job_id, len(job["sources"]))
     try:
         return jobs.update(client, job_id, state=jobs.DONE, stage="done", result=report.to_json())
     except jobs.JobFinished as finished:
@@ -101,8 +103,9 @@ def embedding_threads(client: redis.Redis):
 
 def fail_unfinished(client: redis.Redis, job_id: str, reason: str) -> None:
     """The job's worker process was killed (hard time limit), or died too often running it
-    (pipeline.poison): fail the job unless it ended."""
-    jobs.fail(client, job_id, reason)
+    (pipeline.poison): fail the job unless it ended, and drop its uploaded bytes."""
+    job = jobs.fail(client, job_id, reason)
+    uploads.discard(client, job_id, len(job.get("sources", [])))
 
 
 def cancel(client: redis.Redis, job_id: str) -> dict:

@@ -100,6 +100,29 @@ def load_parts(client: redis.Redis, name: str,
     return meta, dict(zip(INDEX_PARTS, raw))
 
 
+# Redis refuses a value over 512 MB (proto-max-bulk-len). The FAISS part reaches it first: 384
+# float32 dimensions are 1,536 bytes a chunk, so about 349,000 chunks in one collection version.
+MAX_PART_BYTES = 512 * 1024 * 1024
+
+
+class CollectionTooLarge(RagfleetError):
+    pass
+
+
+def check_part_sizes(name: str, parts: dict[str, bytes], chunks: int) -> None:
+    """Refuse, before anything is written, a version with a part Redis cannot hold in one value,
+    saying where the ceiling lies for this collection."""
+    part, value = max(parts.items(), key=lambda item: len(item[1]))
+    if len(value) > MAX_PART_BYTES:
+        per_chunk = len(value) / max(chunks, 1)
+        raise CollectionTooLarge(
+            f"collection {name!r} is too large for Redis: its {part} part would be "
+            f"{len(value) / 2**20:,.1f} MiB, over Redis's limit of "
+            f"{MAX_PART_BYTES / 2**20:,.1f} MiB for one value (about "
+            f"{MAX_PART_BYTES / per_chunk:,.0f} chunks; this version has {chunks:,}); "
+            "split the documents into several collections")
+
+
 class BaseChanged(RagfleetError):
     """Another ingestion made a new version current after this one read its base: saving would
     drop that version's documents. The ingestion builds again on the new base."""
@@ -115,11 +138,16 @@ def save(client: redis.Redis, meta: Manifest, parts: dict[str, bytes], base: int
     if set(parts) != set(INDEX_PARTS):
         raise ValueError(f"a collection version has the parts {INDEX_PARTS}, not {sorted(parts)}")
     name = meta.name
+    check_part_sizes(name, parts, meta.chunks)
     number = int(client.incr(keys.collection_version_counter(name)))
     meta.version = number
     stored = {"manifest": meta.to_json().encode(), **parts}
     try:
-        client.mset({keys.collection_version_key(name, number, p): v for p, v in stored.items()})
+        # one SET each: a single MSET of several large parts could pass Redis's 1 GB query buffer
+        with client.pipeline(transaction=False) as pipe:
+            for part, value in stored.items():
+                pipe.set(keys.collection_version_key(name, number, part), value)
+            pipe.execute()
         with client.pipeline(transaction=True) as pipe:
             pipe.watch(keys.collection_key(name))  # EXEC fails if another save lands meanwhile
             current = pipe.hget(keys.collection_key(name), "version")

@@ -87,17 +87,20 @@ def live_workers(client: redis.Redis) -> list[dict]:
 
 class Heartbeat:
     """A daemon thread publishing `info` (plus what `status_of` says now: the model's state,
-    memory) every `interval_s` seconds; the entry lives three intervals, so a worker that dies
-    drops out within that. `limits`: the fleet's limits this worker runs with, kept published
-    (state.fleet_limits) while it lives, withdrawn when it is the last worker to stop."""
+    memory) every `interval_s` seconds, then calling `after_beat`; the entry lives three
+    intervals, so a worker that dies drops out within that. `limits`: the fleet's limits this
+    worker runs with, kept published (state.fleet_limits) while it lives, withdrawn when it is
+    the last worker to stop."""
 
     def __init__(self, url: str, info: WorkerInfo, interval_s: float,
-                 status_of=lambda: {"state": "ready"}, limits: dict[str, int] | None = None):
+                 status_of=lambda: {"state": "ready"}, limits: dict[str, int] | None = None,
+                 after_beat=None):
         self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self.info = info
         self.interval_s = interval_s
         self.status_of = status_of
         self.limits = limits
+        self.after_beat = after_beat  # called with the client after each beat (the sweep)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="registry-heartbeat", daemon=True)
 
@@ -113,8 +116,12 @@ class Heartbeat:
         while not self._stop.is_set():
             try:
                 self.beat()
+                if self.after_beat:
+                    self.after_beat(self.client)
             except redis.exceptions.RedisError as exc:  # Redis restarting: try again next beat
                 log.warning("registry heartbeat failed: %s", exc)
+            except Exception:  # the beat must go on whatever the sweep met
+                log.exception("after the registry heartbeat")
             self._stop.wait(self.interval_s)
 
     def stop(self) -> None:

@@ -8,7 +8,7 @@ from shared.errors import UsageError
 from shared.pipeline.ingestion import SourceDocument, index_cache, ingest, load_index
 from shared.retrieval.embeddings import get_embedder
 from shared.retrieval.pdf import BadDocument, extract_pages
-from shared.state import collection_store
+from shared.state import collection_store, keys
 from tests.pdf_samples import PAGE7_PHRASE, PLUS_PDF, STANDARD_PDF, truncated_pdf
 
 pytestmark = pytest.mark.integration
@@ -80,6 +80,23 @@ def test_failed_ingestion_keeps_the_previous_version(northwind, embedder):
                embedder, DEFAULTS)
     after = collection_store.manifest(client, "nw")
     assert after.__dict__ == before.__dict__
+
+
+def test_a_collection_over_redis_value_limit_is_refused_before_anything_is_written(
+        northwind, embedder, monkeypatch):
+    client, first = northwind
+    before = collection_store.manifest(client, "nw")
+    counter = client.get(keys.collection_version_counter("nw"))
+    # the real ceiling is 512 MiB a value (about 349,000 chunks); one of a few KiB shows the rule
+    monkeypatch.setattr(collection_store, "MAX_PART_BYTES", 64 * 1024)
+    plus = SourceDocument(PLUS_PDF.name, PLUS_PDF.read_bytes())
+    with pytest.raises(collection_store.CollectionTooLarge,
+                       match=r"'nw' is too large for Redis: its \w+ part would be [\d.]+ MiB, "
+                             r"over Redis's limit of 0.1 MiB for one value \(about \d+ chunks; this "
+                             r"version has [\d,]+\); split the documents"):
+        ingest(client, "nw", [standard(), plus], None, None, embedder, DEFAULTS)
+    assert collection_store.manifest(client, "nw").__dict__ == before.__dict__
+    assert client.get(keys.collection_version_counter("nw")) == counter  # no number taken
 
 
 def test_second_document_makes_a_new_version_and_readers_reload_once(northwind, embedder):

@@ -510,10 +510,11 @@ def test_ingestion_job_fails_with_the_reason_and_keeps_the_version(redis_client,
                           WordEmbedder(), settings)
     version = good["result"]["version"]
 
-    bad = ingest_job.run(redis_client, make_job(redis_client, truncated_pdf(), "broken.pdf"),
-                         WordEmbedder(), settings)
+    broken = make_job(redis_client, truncated_pdf(), "broken.pdf")
+    bad = ingest_job.run(redis_client, broken, WordEmbedder(), settings)
     assert bad["state"] == jobs.FAILED and bad["error_code"] == 2
     assert "broken.pdf" in bad["error"]
+    assert uploads.load(redis_client, broken, 0) is None  # not kept for days after failing
 
     class SoftLimit(Exception):
         pass
@@ -525,6 +526,10 @@ def test_ingestion_job_fails_with_the_reason_and_keeps_the_version(redis_client,
     buggy = ingest_job.run(redis_client, make_job(redis_client, first_pages_pdf(4), "more.pdf"),
                            WordEmbedder(fail=KeyError("x")), settings)
     assert buggy["state"] == jobs.FAILED and buggy["error"].startswith("ingestion failed: KeyError")
+    killed = make_job(redis_client, first_pages_pdf(4), "more.pdf")  # its hard limit killed it
+    ingest_job.fail_unfinished(redis_client, killed, "ingestion exceeded the time limit")
+    assert jobs.get(redis_client, killed)["state"] == jobs.FAILED
+    assert uploads.load(redis_client, killed, 0) is None
 
     expired = make_job(redis_client, first_pages_pdf(4), "more.pdf")
     uploads.discard(redis_client, expired, 1)

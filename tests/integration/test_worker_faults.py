@@ -1,7 +1,8 @@
 """Real model pools against the session's real Redis: a task that kills its pool process every
 time is failed after max_deliveries instead of looping (issue 14, defect 4); `ragfleet down`
 lets a pool finish the answer it is generating (defect 12); a worker whose limits differ from
-the fleet's is refused (defect 8)."""
+the fleet's is refused (defect 8); a dead pool's task is answered by another pool within seconds,
+not the visibility timeout."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from broker.app import sender
 from broker.queues import ANSWER_TASK, llm_queue
 from producer import fleet
 from shared.config import Settings
-from shared.state import batch_store, deliveries, fleet_limits
+from shared.state import batch_store, deliveries, fleet_limits, inflight
 from shared.state.registry import live_workers
 from tests.conftest import stop_process
 from tests.helpers import assert_one_line_error, clean_env, ragfleet, start_worker, wait_for
@@ -140,3 +141,43 @@ def test_a_worker_with_other_limits_than_the_fleet_is_refused(redis_url, tmp_pat
     assert processes.load_records(tmp_path / "data" / "run") == []
     fleet_limits.check(DEFAULT_LIMITS, fleet_limits.published(client))  # the same: welcome
     fleet_limits.withdraw(client)
+
+
+def test_a_dead_pools_task_is_answered_by_another_pool_long_before_the_visibility_timeout(
+        redis_url, tmp_path):
+    client = connection.client(redis_url)
+    client.flushdb()
+    env = clean_env(REDIS_URL=redis_url, RAGFLEET_DATA_DIR=str(tmp_path / "data"))
+    pools = [start_worker(["--model", MODEL, "--threads", "1"], env, tmp_path / f"pool{i}.log")
+             for i in (1, 2)]
+    try:
+        for proc in pools:
+            ready_pool(client, proc.pid)
+        names = {w["pid"]: w["nodename"] for w in live_workers(client)}
+        task_id = send_answer(redis_url, client, "b-takeover", clauses(60), max_tokens=400)
+        wait_for(lambda: deliveries.started(client, task_id) == 1, 60, interval=0.02,
+                 what="the answer under way")
+        (holder,) = [p for p in pools if task_id in inflight.held(client, names[p.pid]).values()]
+        (other,) = [p for p in pools if p is not holder]
+        died_at = time.monotonic()
+        for process in [psutil.Process(holder.pid), *psutil.Process(holder.pid).children()]:
+            process.send_signal(signal.SIGKILL)  # the whole pool, as if its host died
+        holder.wait(10)
+        # the visibility timeout is 660 s: only the live pool's sweep can bring it back this soon
+        final = wait_for(lambda: (b := batch_store.get(client, "b-takeover"))["status"]
+                         in batch_store.FINISHED and b, 240, what="the pair answered elsewhere")
+        recovered_s = time.monotonic() - died_at
+        (result,) = batch_store.results(client, "b-takeover")
+        assert result["error"] is None and result["answer"], result
+        assert result["worker"] == names[other.pid]
+        assert (final["status"], final["completed"]) == ("completed", 1)
+        assert recovered_s < DEFAULT_LIMITS["visibility_timeout_s"]
+        log = (tmp_path / f"pool{pools.index(other) + 1}.log").read_text()
+        assert f"put back 1 task(s) of {names[holder.pid]}, gone from the registry" in log
+        print(f"answered elsewhere {recovered_s:.1f} s after the pool died")
+        assert deliveries.started(client, task_id) == 0  # returned on its second delivery
+        assert inflight.held(client, names[holder.pid]) == {}  # the dead pool's record is gone
+        assert client.llen(llm_queue(MODEL)) == 0 and client.hlen("unacked") == 0
+    finally:
+        for proc in pools:
+            stop_process(proc)
