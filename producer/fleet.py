@@ -59,6 +59,12 @@ def ensure_data_dir(settings: Settings) -> None:
             f"data directory {settings.data_path} is not writable: {exc.strerror}") from None
 
 
+# The cpu pool's processes: while one runs an ingestion (minutes), the other goes on retrieving
+# and scoring for the running batches, which would otherwise queue behind it (both fit in
+# memory.CPU_POOL_BYTES: about 0.25 GB each with the ONNX embedder).
+CPU_POOL_PROCESSES = 2
+
+
 def default_models(catalog: Catalog, settings: Settings) -> list[str]:
     return [m.name for m in catalog.models.values() if m.usable(settings.models_dir)]
 
@@ -69,7 +75,8 @@ def plan_pools(catalog: Catalog, settings: Settings, models: list[str],
     their estimated memory."""
     paths = {name: catalog.get(name).ensure_file(settings.models_dir) for name in models}
     worker = [sys.executable, "-m", "producer.cli", "worker"]
-    plans = [PoolPlan("pool-cpu", worker + ["--cpu"], CPU_QUEUE, None, memory.CPU_POOL_BYTES)]
+    plans = [PoolPlan("pool-cpu", worker + ["--cpu", "--concurrency", str(CPU_POOL_PROCESSES)],
+                      CPU_QUEUE, None, memory.CPU_POOL_BYTES)]
     for name in models:
         model = catalog.get(name)
         n = pool_threads(model, settings.cores, len(models), threads)
