@@ -144,6 +144,7 @@ def _connect_signals(config: PoolConfig, heartbeat: Heartbeat) -> None:
     @signals.worker_shutdown.connect(weak=False)
     def _shut_down(**_):
         heartbeat.stop()
+        takeover.release(heartbeat.client, config.nodename)
 
     @signals.worker_process_init.connect(weak=False)  # prefork children only
     def _process_init(**_):

@@ -15,7 +15,7 @@ import redis
 from celery import Celery
 
 from broker import connection, recovery
-from shared.state import inflight, registry
+from shared.state import inflight
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,21 @@ def reclaim_own(app: Celery, client: redis.Redis, nodename: str) -> None:
         log.warning("put back %d task(s) held by the previous %s", len(tags), nodename)
 
 
+def release(client: redis.Redis, nodename: str) -> None:
+    """A worker that stopped cleanly holds nothing (a warm shutdown finished its tasks, a cold
+    one gave them back): drop its record, so no sweep looks at it."""
+    try:
+        inflight.forget(client, nodename)
+    except redis.exceptions.RedisError as exc:
+        log.warning("could not drop the record of %s: %s", nodename, exc)
+
+
 def sweeper(app: Celery, nodename: str, interval_s: float):
     """What a worker does after each heartbeat: forget its own acknowledged tasks, and put
     back those of workers gone from the registry."""
     def sweep(client: redis.Redis) -> None:
         inflight.prune(client, nodename, recovery.UNACKED_KEY)
-        live = {w["nodename"] for w in registry.live_workers(client)}
-        for dead, tags in inflight.orphans(client, live, GRACE_BEATS * interval_s).items():
+        for dead, tags in inflight.orphans(client, GRACE_BEATS * interval_s).items():
             recovery.restore(app, tags)
             inflight.forget(client, dead)
             if tags:

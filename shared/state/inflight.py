@@ -35,6 +35,7 @@ def hold(client: redis.Redis, nodename: str, delivery_tag: str, task_id: str) ->
     with client.pipeline() as pipe:
         pipe.hset(key, delivery_tag, task_id)
         pipe.expire(key, RECORD_TTL_S)
+        pipe.sadd(keys.INFLIGHT_WORKERS, nodename)
         pipe.execute()
 
 
@@ -61,38 +62,39 @@ def prune(client: redis.Redis, nodename: str, unacked_key: str) -> int:
     return len(gone)
 
 
-def orphans(client: redis.Redis, live_nodenames: set[str], grace_s: float,
-            now: float | None = None) -> dict[str, list[str]]:
+def orphans(client: redis.Redis, grace_s: float, now: float | None = None) -> dict[str, list[str]]:
     """The delivery tags of each worker that has been missing from the registry for at least
     grace_s (a live worker gets that long to publish again, after a Redis restart that outlived
     its registry entry, before its tasks are taken from it). A tag that a live worker also holds
-    (the task was put back and delivered again) stays where it is."""
+    (the task was put back and delivered again) stays where it is. A few round trips, no scan:
+    every worker runs this after each heartbeat."""
     now = time.time() if now is None else now
-    recorded = {_text(key)[len(keys.INFLIGHT_PREFIX):]
-                for key in client.scan_iter(match=keys.inflight_pattern(), count=500)}
-    missing = recorded - live_nodenames
-    # a worker seen again is no longer a suspect
-    back = [_text(n) for n in client.hkeys(keys.INFLIGHT_MISSING) if _text(n) not in missing]
-    if back:
-        client.hdel(keys.INFLIGHT_MISSING, *back)
-    if not missing:
-        return {}
+    recorded = sorted(_text(n) for n in client.smembers(keys.INFLIGHT_WORKERS))
+    with client.pipeline(transaction=False) as pipe:
+        for nodename in recorded:
+            pipe.exists(keys.worker_key(nodename))
+        alive = pipe.execute()
+    live = [n for n, there in zip(recorded, alive) if there]
+    missing = [n for n, there in zip(recorded, alive) if not there]
+    if live:  # a worker seen again is no longer a suspect
+        client.hdel(keys.INFLIGHT_MISSING, *live)
     dead = []
-    for nodename in sorted(missing):
+    for nodename in missing:
         client.hsetnx(keys.INFLIGHT_MISSING, nodename, now)
         since = float(client.hget(keys.INFLIGHT_MISSING, nodename) or now)
         if now - since >= grace_s:
             dead.append(nodename)
     if not dead:
         return {}
-    held_live = {tag for nodename in recorded - missing for tag in held(client, nodename)}
+    held_live = {tag for nodename in live for tag in held(client, nodename)}
     return {nodename: [tag for tag in held(client, nodename) if tag not in held_live]
             for nodename in dead}
 
 
 def forget(client: redis.Redis, nodename: str) -> None:
-    """Drop a worker's record (its tasks were put back, or it starts afresh)."""
+    """Drop a worker's record (its tasks were put back, it starts afresh, or it stopped)."""
     with client.pipeline() as pipe:
         pipe.delete(keys.inflight_key(nodename))
+        pipe.srem(keys.INFLIGHT_WORKERS, nodename)
         pipe.hdel(keys.INFLIGHT_MISSING, nodename)
         pipe.execute()

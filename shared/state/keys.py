@@ -20,18 +20,14 @@ def generating_key(host: str) -> str:
     return f"{PREFIX}:generating:{host}"
 
 # Deliveries held: one hash per worker, delivery tag -> task id, of the tasks it received and
-# has not acknowledged; and when each worker with such a record was first seen missing from the
-# registry (state.inflight: a dead worker's tasks are put back at once).
-INFLIGHT_PREFIX = f"{PREFIX}:inflight:"
+# has not acknowledged; the set of workers with such a record; and when each of them was first
+# seen missing from the registry (state.inflight: a dead worker's tasks are put back at once).
+INFLIGHT_WORKERS = f"{PREFIX}:inflight-workers"
 INFLIGHT_MISSING = f"{PREFIX}:inflight-missing"
 
 
 def inflight_key(nodename: str) -> str:
-    return f"{INFLIGHT_PREFIX}{nodename}"
-
-
-def inflight_pattern() -> str:
-    return f"{INFLIGHT_PREFIX}*"
+    return f"{PREFIX}:inflight:{nodename}"
 
 
 # Collections: a pointer hash naming the current version; each version's data under its own keys,
