@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import logging
 
+from celery.exceptions import Reject
+
 from broker.app import app
 from shared.config import get_settings
 from shared.pipeline import poison
+from shared.state import UNREACHABLE
 from workers import resources
 
 log = logging.getLogger(__name__)
@@ -21,14 +24,24 @@ class CountedTask(app.Task):
         task_id = self.request.id
         if not task_id:  # called directly, outside a worker
             return super().__call__(*args, **kwargs)
-        reason = poison.admit(resources.store(), task_id, get_settings().max_deliveries)
-        if reason is not None:
-            log.error("%s[%s] is not run again: %s", self.name, task_id, reason)
-            self.give_up(args, reason)
-            return None  # acknowledged: it is not delivered again
-        # as Celery's tracer does for a task without __call__: its full request stays current
-        # (Task.__call__ would push one without the id, and a bound task reads self.request.id)
-        return self.run(*args, **kwargs)
+        try:
+            reason = poison.admit(resources.store(), task_id, get_settings().max_deliveries)
+            if reason is not None:
+                log.error("%s[%s] is not run again: %s", self.name, task_id, reason)
+                self.give_up(args, reason)
+                return None  # acknowledged: it is not delivered again
+            # as Celery's tracer does for a task without __call__: its full request stays
+            # current (Task.__call__ would push one without the id; a bound task reads the id)
+            return self.run(*args, **kwargs)
+        except UNREACHABLE as exc:
+            # Redis stayed out of reach through the patient client's retries (a partition, a
+            # long restart): the work is not failed, which would turn an answer already
+            # computed into an error, but handed back to the queue to run again; if the queue
+            # cannot be reached either, the message stays unacknowledged until a live worker
+            # or the visibility timeout gives it back.
+            log.warning("%s[%s] goes back to its queue: Redis out of reach (%s)",
+                        self.name, task_id, exc)
+            raise Reject(f"Redis out of reach: {exc}", requeue=True) from exc
 
     def after_return(self, status, retval, task_id, args, kwargs, einfo):
         """The task returned (or its hard time limit was handled): it will not come back."""

@@ -30,7 +30,7 @@ from shared.retrieval.prompts import (
     PromptTemplate,
     fit_prompt,
 )
-from shared.state import batch_store
+from shared.state import UNREACHABLE, batch_store
 from shared.state.collection_cache import CollectionCache
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,8 @@ def retrieve_unit(client: redis.Redis, indexes: CollectionCache, embedder, batch
     if batch_store.contexts(client, batch_id, unit) is None:
         try:
             retrieved = retrieve_contexts(indexes, embedder, batch, question)
+        except UNREACHABLE:
+            raise  # loading the collection met a Redis outage: not the question's failure
         except Exception as exc:  # the collection version vanished, or a bug: fail, do not loop
             log.exception("retrieval failed for %s/%s", batch_id, unit)
             for model in models:

@@ -321,6 +321,22 @@ def test_retrieval_failure_settles_the_unit_for_every_model(redis_client, collec
                for r in batch_store.results(redis_client, "b-test"))
 
 
+def test_retrieval_that_cannot_reach_redis_records_nothing_and_hands_the_task_back(
+        redis_client, collection):
+    """Issue 14, defect 13: Redis out of reach is not the question's failure (the task goes
+    back to its queue, workers/task_base), so nothing is recorded for it."""
+    make_batch(redis_client, collection)
+
+    class Partitioned:
+        def get(self, *_):
+            raise redis.exceptions.ConnectionError("Error 32 while writing to socket. Broken pipe.")
+
+    with pytest.raises(redis.exceptions.ConnectionError):
+        answering.retrieve_unit(redis_client, Partitioned(), WordEmbedder(), "b-test", "u1")
+    assert batch_store.results(redis_client, "b-test") == []
+    assert batch_store.get(redis_client, "b-test")["status"] == "running"
+
+
 def test_scoring_failure_is_recorded_not_left_open(redis_client, collection, model_file):
     make_batch(redis_client, collection)
     answering.retrieve_unit(redis_client, index_cache(redis_client), WordEmbedder(), "b-test", "u1")

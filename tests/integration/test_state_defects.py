@@ -64,8 +64,10 @@ def test_save_keeps_a_version_that_its_transaction_made_current(client, monkeypa
     execute = redis.client.Pipeline.execute
 
     def limit_after_exec(pipe, *args, **kwargs):
-        execute(pipe, *args, **kwargs)
-        raise SoftLimit()  # while EXEC's reply was read
+        replies = execute(pipe, *args, **kwargs)
+        if pipe.transaction:  # the pointer's MULTI/EXEC, not the pipeline storing the parts
+            raise SoftLimit()  # while EXEC's reply was read
+        return replies
 
     monkeypatch.setattr(redis.client.Pipeline, "execute", limit_after_exec)
     with pytest.raises(SoftLimit):
