@@ -18,6 +18,9 @@ log = logging.getLogger(__name__)
 
 
 class CountedTask(app.Task):
+    # a task whose pool process died runs next, not after everything queued since
+    Request = "broker.requeue:RequeueAtHead"
+
     def __call__(self, *args, **kwargs):
         # runs where the task runs (the prefork child, or a thread of a batching pool), after
         # Celery pushed the request: self.request.id is the message's task id

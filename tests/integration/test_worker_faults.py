@@ -181,3 +181,28 @@ def test_a_dead_pools_task_is_answered_by_another_pool_long_before_the_visibilit
     finally:
         for proc in pools:
             stop_process(proc)
+
+
+def test_the_task_of_a_killed_pool_process_runs_next_not_behind_the_queue(redis_url, tmp_path):
+    client = connection.client(redis_url)
+    client.flushdb()
+    env = clean_env(REDIS_URL=redis_url, RAGFLEET_DATA_DIR=str(tmp_path / "data"))
+    proc = start_worker(["--model", MODEL, "--threads", "2"], env, tmp_path / "pool.log")
+    try:
+        ready_pool(client, proc.pid)
+        first = send_answer(redis_url, client, "b-first", clauses(60), max_tokens=64)
+        wait_for(lambda: deliveries.started(client, first) == 1, 60, interval=0.02,
+                 what="the first answer under way")
+        for later in ("b-second", "b-third"):  # queued behind it
+            send_answer(redis_url, client, later, clauses(4), max_tokens=8)
+        (child,) = psutil.Process(proc.pid).children()
+        child.send_signal(signal.SIGKILL)
+        for batch_id in ("b-first", "b-second", "b-third"):
+            wait_for(lambda b=batch_id: batch_store.get(client, b)["status"]
+                     in batch_store.FINISHED, 240, what=f"{batch_id} settled")
+        started = {b: batch_store.results(client, b)[0]["started_at"]
+                   for b in ("b-first", "b-second", "b-third")}
+        assert started["b-first"] < started["b-second"] < started["b-third"], started
+        assert batch_store.results(client, "b-first")[0]["error"] is None
+    finally:
+        stop_process(proc)
