@@ -17,7 +17,7 @@ endif
 export CMAKE_ARGS
 LLAMA_WHEELS ?= $(HOME)/.cache/ragfleet/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(shell echo '$(CMAKE_ARGS)' | sha1sum | cut -c1-12)
 
-.PHONY: install system-deps demo up down status lint test test-unit bench clean
+.PHONY: install system-deps demo up down status lint test test-unit bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -83,6 +83,11 @@ bench: install
 	$(BIN)/python -m benchmarks.bench_decode
 	$(BIN)/python -m benchmarks.bench_batching
 	$(BIN)/python -m benchmarks.bench_baseline
+
+# The fault storm of issue 14: 100 questions while pool processes, a whole pool, Redis and a
+# second host's link fail; writes benchmarks/results/soak.json (root: network namespaces).
+soak: install
+	$(BIN)/python -m benchmarks.soak --questions 100 --out benchmarks/results/soak.json
 
 clean:
 	-$(BIN)/ragfleet down
