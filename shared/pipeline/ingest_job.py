@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
 import redis
 
-from shared.config import Settings
+from shared.config import Settings, soft_limit
 from shared.errors import RagfleetError
 from shared.pipeline.ingestion import SourceDocument, ingest
 from shared.retrieval import download
@@ -58,7 +59,9 @@ def _run(client: redis.Redis, job: dict, embedder, settings: Settings,
                 # each step also checks the job: a cancelled one raises JobFinished here
                 progress=lambda stage, done, total: jobs.update(
                     client, job_id, stage=stage, done=done, total=total),
-                threads=embedding_threads(client),
+                # half its time may go to waiting for the model pools (see embedding_threads)
+                threads=embedding_threads(
+                    client, soft_limit(settings.cpu_task_time_limit_s) / 2),
                 embedder_kind=settings.embedder,
             )
     except jobs.JobFinished:
@@ -87,17 +90,33 @@ def _run(client: redis.Redis, job: dict, embedder, settings: Settings,
                                  f"{report.version} was already stored")
 
 
-def embedding_threads(client: redis.Redis):
-    """Every core for the embedder while no model pool of this host is generating, one while
-    one is: an ingestion must not slow the answers (llama.cpp slows down several times when
-    its threads compete for cores), and should not leave a core idle otherwise."""
+# How often a paused embedder looks again whether the model pools of its host still generate.
+PAUSE_STEP_S = 0.2
+
+
+def embedding_threads(client: redis.Redis, max_pause_s: float, sleep=time.sleep):
+    """Every core for the embedder while no model pool of this host is generating. While one
+    is, the embedder waits: llama.cpp's answers slow down when anything else runs on their
+    cores, even at idle priority (BENCHMARKS.md, "An ingestion while a pool answers"). The
+    waits add up to at most max_pause_s, so that an ingestion behind a long batch still ends
+    within its time limit; after that it goes on with one core while a pool generates."""
     host, cores = socket.gethostname(), os.cpu_count() or 1
+    paused = 0.0
+
+    def generating() -> bool:
+        try:
+            return registry.generating_on(client, host) > 0
+        except redis.exceptions.RedisError:
+            return True  # cannot tell: assume the pools are busy
 
     def threads() -> int:
-        try:
-            return 1 if registry.generating_on(client, host) else cores
-        except redis.exceptions.RedisError:
-            return 1
+        nonlocal paused
+        while generating():
+            if paused >= max_pause_s:
+                return 1
+            sleep(PAUSE_STEP_S)
+            paused += PAUSE_STEP_S
+        return cores
     return threads
 
 

@@ -406,10 +406,10 @@ class OnnxEmbedder:
 
     def embed(self, texts: list[str], progress=None,
               threads: Callable[[], int] | None = None) -> np.ndarray:
-        """float32 (len(texts), dim). `progress(done, total)` and `threads` (how many cores it
-        may use now, see Embedder.embed) are called every STEP_TEXTS texts or so, as before
-        with batches of 64 (each may be a Redis call). Without `threads`: OMP_NUM_THREADS (a
-        worker's 1), else every core."""
+        """float32 (len(texts), dim). `progress(done, total)` is called every STEP_TEXTS texts
+        or so, `threads` (how many cores it may use now, see Embedder.embed; it may wait while
+        model pools generate) before every batch; each may be a Redis call. Without `threads`:
+        OMP_NUM_THREADS (a worker's 1), else every core."""
         from concurrent.futures import FIRST_COMPLETED, wait
 
         out = np.empty((len(texts), self.dim), dtype=np.float32)
@@ -428,15 +428,15 @@ class OnnxEmbedder:
                     progress(min(number * self.batch_size, len(texts)), len(texts))
             return out
         pool, running, queue = self._executor(), {}, list(reversed(batches))
-        done = finished_batches = submitted = 0
+        done = finished_batches = 0
         cap = allowed()
         while queue or running:
             while queue and len(running) < cap:
                 rows = queue.pop()
                 running[pool.submit(self._run, [texts[i] for i in rows])] = rows
-                submitted += 1
-                if submitted % step == 0:
-                    cap = allowed()
+                # asked before every batch (one Redis round trip, ~0.1 ms, against a batch's
+                # ~20 ms): an answer starting on this host waits for at most the batches in flight
+                cap = allowed()
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
                 rows = running.pop(future)

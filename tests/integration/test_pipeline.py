@@ -580,16 +580,29 @@ def test_an_error_without_a_message_is_still_a_failure(redis_client, collection,
     assert model_summary("small", [{**results[0], "error": ""}])["failed"] == 1  # older records
 
 
-def test_the_embedder_takes_every_core_only_while_no_pool_of_this_host_generates(redis_client):
+def test_the_embedder_waits_while_a_pool_of_this_host_generates_within_its_pause_budget(
+        redis_client):
     import os
     import socket
 
     from shared.state import registry
 
-    threads = ingest_job.embedding_threads(redis_client)
-    assert threads() == (os.cpu_count() or 1)
-    with registry.generating(redis_client, socket.gethostname(), "task-1", ttl_s=60):
-        assert threads() == 1
-        with registry.generating(redis_client, "another-host", "task-2", ttl_s=60):
-            assert registry.generating_on(redis_client, "another-host") == 1
-    assert threads() == (os.cpu_count() or 1)  # the mark went with the task
+    host, cores = socket.gethostname(), os.cpu_count() or 1
+    slept = []
+    threads = ingest_job.embedding_threads(redis_client, max_pause_s=1.0, sleep=slept.append)
+    assert threads() == cores and slept == []
+    with registry.generating(redis_client, "another-host", "task-2", ttl_s=60):
+        assert threads() == cores  # another machine's pools have their own cores
+    with registry.generating(redis_client, host, "task-1", ttl_s=60):
+        assert threads() == 1  # waited its whole budget, then goes on with one core
+        assert sum(slept) == pytest.approx(1.0)
+        assert threads() == 1 and sum(slept) == pytest.approx(1.0)  # the budget is spent
+
+    def generation_ends(seconds):  # the pool finishes while the embedder waits
+        slept.append(seconds)
+        redis_client.delete(keys.generating_key(host))
+
+    threads = ingest_job.embedding_threads(redis_client, max_pause_s=60, sleep=generation_ends)
+    slept.clear()
+    with registry.generating(redis_client, host, "task-3", ttl_s=60):
+        assert threads() == cores and slept == [ingest_job.PAUSE_STEP_S]
