@@ -19,7 +19,8 @@ pytestmark = pytest.mark.integration
 # (if `warm`) it waits for its child, as Celery's warm shutdown does; SIGQUIT and SIGTERM may be
 # ignored to play a stuck worker.
 MAIN = textwrap.dedent("""
-    import signal, subprocess, sys, time
+    import resource, signal, subprocess, sys, time
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # SIGQUIT ends it at once, with no core
     folder, ignore = sys.argv[1], sys.argv[2].split(",")
     child = subprocess.Popen([sys.executable, "-c",
         "import sys, time; time.sleep(1.5); open(sys.argv[1], 'w').write('done'); time.sleep(60)",
@@ -66,7 +67,8 @@ def test_warm_stop_signals_the_main_process_only_and_waits_for_its_work(tmp_path
 def test_a_worker_still_running_after_the_grace_period_is_stopped_cold_then_killed(tmp_path):
     cold, _ = start(tmp_path, "cold", "TERM")
     stuck, stuck_child = start(tmp_path, "stuck", "TERM,QUIT")
-    how = processes.stop_workers([cold, stuck], grace_s=0.3, cold_s=0.5)
+    # cold_s: time enough for the cold one to exit on a loaded machine (0.5 s was not, once)
+    how = processes.stop_workers([cold, stuck], grace_s=0.3, cold_s=5)
     assert how == {"cold": "cold", "stuck": "killed"}
     assert not cold.alive() and not stuck.alive()
     wait_for(lambda: gone(stuck_child), 10, what="the group killed")
