@@ -60,14 +60,24 @@ def ready_pool(client, pid: int) -> None:
              180, what="the model pool ready")
 
 
-def test_a_task_that_kills_its_pool_process_every_time_fails_after_three_deliveries(
-        redis_url, tmp_path):
+def one_ready_pool(redis_url: str, tmp_path):
+    """An emptied session Redis and one SmolLM2 pool on it (two threads), ready to answer."""
     client = connection.client(redis_url)
     client.flushdb()
     env = clean_env(REDIS_URL=redis_url, RAGFLEET_DATA_DIR=str(tmp_path / "data"))
     proc = start_worker(["--model", MODEL, "--threads", "2"], env, tmp_path / "pool.log")
     try:
         ready_pool(client, proc.pid)
+    except BaseException:
+        stop_process(proc)
+        raise
+    return client, proc
+
+
+def test_a_task_that_kills_its_pool_process_every_time_fails_after_three_deliveries(
+        redis_url, tmp_path):
+    client, proc = one_ready_pool(redis_url, tmp_path)
+    try:
         worker = psutil.Process(proc.pid)
         task_id = send_answer(redis_url, client, "b-poison", clauses(60), max_tokens=64)
         for started in (1, 2, 3):  # each delivery dies, as an out-of-memory kill would
@@ -184,12 +194,8 @@ def test_a_dead_pools_task_is_answered_by_another_pool_long_before_the_visibilit
 
 
 def test_the_task_of_a_killed_pool_process_runs_next_not_behind_the_queue(redis_url, tmp_path):
-    client = connection.client(redis_url)
-    client.flushdb()
-    env = clean_env(REDIS_URL=redis_url, RAGFLEET_DATA_DIR=str(tmp_path / "data"))
-    proc = start_worker(["--model", MODEL, "--threads", "2"], env, tmp_path / "pool.log")
+    client, proc = one_ready_pool(redis_url, tmp_path)
     try:
-        ready_pool(client, proc.pid)
         first = send_answer(redis_url, client, "b-first", clauses(60), max_tokens=64)
         wait_for(lambda: deliveries.started(client, first) == 1, 60, interval=0.02,
                  what="the first answer under way")
