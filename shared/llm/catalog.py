@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from shared.config import Settings
 from shared.errors import ModelUnavailable, UsageError
+from shared.llm.package_parts import PackageParts
 
 GGUF_MAGIC = b"GGUF"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -46,11 +47,16 @@ class ModelSettings(BaseModel):
     package: str | None = Field(default=None, description="import name of a package carrying it")
     assemble: str | None = Field(default=None, description="'module:function' writing the file")
     gguf_path: str | None = Field(default=None, description="a GGUF file anywhere, by absolute path")
+    parts: PackageParts | None = Field(default=None,
+                                       description="pieces in several packages, assembled by pull")
     hf_repo: str | None = Field(default=None, description="hub repository to pull the file from")
     hf_file: str | None = Field(default=None, description="file in hf_repo (default: file)")
     sha256: str | None = Field(default=None, pattern="^[0-9a-fA-F]{64}$")
     size: int | None = Field(default=None, gt=0, description="bytes, checked after a pull")
     install: str = Field(default="", description="how a user gets the file")
+    quantized_from: str | None = Field(default=None, description="the model this was made from")
+    quantization: str | None = Field(default=None, description="type made by models quantize")
+    requantized: bool = Field(default=False, description="made from an already quantized file")
     n_ctx: int = Field(default=2048, gt=0)
     n_gpu_layers: int = -1
     n_threads: int | None = Field(default=None, gt=0)
@@ -75,8 +81,9 @@ class ModelSettings(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSettings:
-        if sum(bool(s) for s in (self.package, self.assemble, self.gguf_path)) > 1:
-            raise ValueError("give one of package, assemble or gguf_path")
+        if sum(bool(s) for s in (self.package, self.assemble, self.gguf_path, self.parts,
+                                 self.hf_repo)) > 1:
+            raise ValueError("give one of package, assemble, gguf_path, parts or hf_repo")
         if self.gguf_path and not Path(self.gguf_path).is_absolute():
             raise ValueError("gguf_path must be an absolute path")
         if "/" in self.file or "\\" in self.file or self.file.startswith("."):
@@ -118,11 +125,13 @@ class ModelSettings(BaseModel):
             return f"assembled by {self.assemble}"
         if self.hf_repo:
             return f"hub {self.hf_repo}/{self.hf_file or self.file}"
+        if self.parts:
+            return f"{self.parts.count} packages {self.parts.requirement_of(1)}..."
         return "models directory"
 
     @property
     def how_to_get(self) -> str:
-        if self.hf_repo:
+        if self.hf_repo or self.parts:
             return f"ragfleet models pull {self.name}"
         return self.install or f"put {self.file} in the models directory"
 

@@ -74,7 +74,32 @@ class HubHandler(http.server.BaseHTTPRequestHandler):
             return
         self._headers(data)
 
+    def _listing(self) -> bool:
+        """GET /api/models/OWNER/REPO[/revision/REV]: the repository's files with their sizes
+        and sha256 (LFS), as the hub answers model_info(files_metadata=True)."""
+        parts = self.path.split("?")[0].strip("/").split("/")
+        if parts[:2] != ["api", "models"] or len(parts) < 4:
+            return False
+        self.server.requests.append(f"{self.command} {self.path}")
+        repo = "/".join(parts[2:4])
+        siblings = [{"rfilename": key[len(repo) + 1:], "size": len(data),
+                     "lfs": {"size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                             "pointerSize": 130}}
+                    for key, data in self.server.files.items() if key.startswith(repo + "/")]
+        body = json.dumps({"id": repo, "sha": "c" * 40, "siblings": siblings}).encode()
+        status = 200 if siblings else 404
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if not siblings:
+            self.send_header("X-Error-Code", "RepoNotFound")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        return True
+
     def do_GET(self):
+        if self._listing():
+            return
         data = self._find()
         if data is None:
             self.send_response(404)
@@ -91,7 +116,12 @@ class HubHandler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture()
 def hub(tmp_path):
     data = tiny_gguf(tmp_path / "built.gguf")
-    server = Hub({f"{REPO}/tiny.Q4_0.gguf": data, f"{REPO}/not-gguf.gguf": b"<html>oops</html>"})
+    server = Hub({f"{REPO}/tiny.Q4_0.gguf": data, f"{REPO}/not-gguf.gguf": b"<html>oops</html>",
+                  f"{REPO}/tiny.Q5_K_M.gguf": data + b"\0" * 7,
+                  f"{REPO}/tiny-q2_k.gguf": data + b"\0" * 3,
+                  f"{REPO}/tiny-Q8_0-00001-of-00002.gguf": data,
+                  f"{REPO}/tiny-Q8_0-00002-of-00002.gguf": data,
+                  f"{REPO}/README.md": b"# tiny"})
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     env = clean_env(RAGFLEET_DATA_DIR=str(tmp_path / "data"),
@@ -178,3 +208,57 @@ def test_unreachable_or_offline_hub_is_unavailable(hub):
 def test_bad_model_commands_say_so_in_one_line(hub, args, needle):
     _, env, _, _ = hub
     assert_one_line_error(ragfleet("models", *args, env=env, timeout=60), 2, needle)
+
+
+def test_pull_by_quantization_picks_that_file_from_the_repository(hub):
+    server, env, data, models_dir = hub
+    add(env, "tiny", "tiny.Q4_0.gguf")
+    pulled = ragfleet("models", "pull", "tiny", "--quant", "q5_k_m", "--json", env=env,
+                      timeout=120)
+    assert pulled.returncode == 0, pulled.stderr
+    result = json.loads(pulled.stdout)
+    assert result["model"] == "tiny-q5_k_m" and result["quantization"] == "Q5_K_M"
+    assert result["hf_file"] == "tiny.Q5_K_M.gguf" and result["downloaded"] is True
+    assert (models_dir / "tiny.Q5_K_M.gguf").read_bytes() == data + b"\0" * 7
+    assert any(r.startswith(f"GET /api/models/{REPO}") for r in server.requests)
+    listed = json.loads(ragfleet("models", "--json", env=env, timeout=60).stdout)["models"]
+    (entry,) = [m for m in listed if m["name"] == "tiny-q5_k_m"]
+    assert entry["availability"] == "present" and entry["catalog"] == "yours"
+    # the entry carries the hub's size and sha256, so the download was checked against them
+    from shared.config import Settings
+    from shared.llm.catalog import load_catalog
+    settings = Settings(data_dir=env["RAGFLEET_DATA_DIR"])
+    saved = load_catalog(settings.catalog_path, settings.user_catalog_path).get("tiny-q5_k_m")
+    assert saved.size == len(data) + 7
+    assert saved.sha256 == hashlib.sha256(data + b"\0" * 7).hexdigest()
+    # the entry's own type is the entry itself; a repository by name works the same way
+    own = ragfleet("models", "pull", "tiny", "--quant", "Q4_0", "--json", env=env, timeout=120)
+    assert json.loads(own.stdout)["model"] == "tiny", own.stderr
+    by_repo = ragfleet("models", "pull", REPO, "--quant", "Q2_K", "--json", env=env, timeout=120)
+    assert by_repo.returncode == 0, by_repo.stderr
+    assert json.loads(by_repo.stdout)["model"] == "tiny-q2_k"
+    assert (models_dir / "tiny-q2_k.gguf").read_bytes() == data + b"\0" * 3
+
+
+@pytest.mark.parametrize("args, code, needles", [
+    (["tiny", "--quant", "Q3_K_M"], 2, ["has no Q3_K_M GGUF file", "Q2_K, Q4_0, Q5_K_M, Q8_0"]),
+    (["tiny", "--quant", "Q8_0"], 2, ["split over 2 files"]),
+    (["owner/absent-GGUF", "--quant", "Q4_0"], 2, ["owner/absent-GGUF", "not found"]),
+    (["no-such-model", "--quant", "Q4_0"], 2, ["unknown model"]),
+    (["smollm2-135m", "--quant", "Q4_0"], 2, ["has no hub repository"]),
+    (["tiny", "--name", "x"], 2, ["--name goes with --quant"]),
+])
+def test_pull_by_quantization_errors_are_one_line(hub, args, code, needles):
+    _, env, _, models_dir = hub
+    add(env, "tiny", "tiny.Q4_0.gguf")
+    assert_one_line_error(ragfleet("models", "pull", *args, env=env, timeout=120), code,
+                          *needles)
+    assert not any(p.name.endswith(".gguf") for p in models_dir.glob("*"))
+
+
+def test_pull_by_quantization_from_an_offline_hub_is_unavailable(hub):
+    _, env, _, _ = hub
+    add(env, "tiny", "tiny.Q4_0.gguf")
+    result = ragfleet("models", "pull", "tiny", "--quant", "Q5_K_M",
+                      env={**env, "HF_HUB_OFFLINE": "1"}, timeout=60)
+    assert result.returncode == 69 and len(result.stderr.strip().splitlines()) == 1, result.stderr
