@@ -88,6 +88,7 @@ class BatchedEngine:
         started = time.perf_counter()
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = model.n_gpu_layers if self.backend != "cpu" else 0
+        model_params.use_extra_bufts = model.repack  # see ModelSettings.repack
         try:
             self._model = _internals.LlamaModel(path_model=str(path), params=model_params,
                                                 verbose=False)

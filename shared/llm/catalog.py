@@ -59,6 +59,12 @@ class ModelSettings(BaseModel):
     requantized: bool = Field(default=False, description="made from an already quantized file")
     n_ctx: int = Field(default=2048, gt=0)
     n_gpu_layers: int = -1
+    # llama.cpp's CPU backend can copy weights of some types (Q4_0, Q4_K, IQ4_NL...) into an
+    # interleaved layout in anonymous memory, the memory-mapped pages they came from staying
+    # resident: measured on the 1.5B Q4_K_M (benchmarks/results/repack_speed.json) it took
+    # 0.6 GB more (1.93 GB peak against 1.33) for no speed (prompt evaluation 12% slower,
+    # decoding 4% faster). Off unless a model's entry turns it on; GPU offload ignores it.
+    repack: bool = Field(default=False, description="CPU weight repacking (extra buffer types)")
     n_threads: int | None = Field(default=None, gt=0)
     chat_format: str | None = None
     # None: the GGUF's own RoPE base, as the model was trained. LangChain's LlamaCpp (the

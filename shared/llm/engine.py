@@ -4,6 +4,7 @@ schedules (one sequence at a time, or continuous batching). Tasks and the pipeli
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +31,26 @@ class Engine(Protocol):
 
 class PromptTooLong(RagfleetError):
     """The prompt plus the requested new tokens do not fit the model's context window."""
+
+
+@contextlib.contextmanager
+def repack_setting(repack: bool):
+    """Llama() takes no repack option: while it loads, its default model parameters carry it
+    (use_extra_bufts: llama.cpp's CPU weight repacking; see ModelSettings.repack)."""
+    import llama_cpp.llama_cpp as low
+
+    default_params = low.llama_model_default_params
+
+    def with_repack():
+        params = default_params()
+        params.use_extra_bufts = repack
+        return params
+
+    low.llama_model_default_params = with_repack
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = default_params
 
 
 def detect_backend() -> str:

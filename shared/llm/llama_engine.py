@@ -10,7 +10,7 @@ from pathlib import Path
 from shared.errors import ModelUnavailable
 from shared.llm.catalog import ModelSettings
 from shared.llm.codec import PromptCodec
-from shared.llm.engine import decode_rate, detect_backend
+from shared.llm.engine import decode_rate, detect_backend, repack_setting
 from shared.llm.requests import ChatMessage, GenerationRequest, GenerationResult
 from shared.llm.vocab import quantization
 
@@ -28,15 +28,16 @@ class LlamaEngine:
         self.backend = detect_backend()
         started = time.perf_counter()
         try:
-            self.llm = Llama(
-                model_path=str(path),
-                n_ctx=model.n_ctx,
-                n_threads=n_threads,
-                n_threads_batch=n_threads,
-                n_gpu_layers=model.n_gpu_layers if self.backend != "cpu" else 0,
-                verbose=False,
-                **({"rope_freq_base": model.rope_freq_base} if model.rope_freq_base else {}),
-            )
+            with repack_setting(model.repack):
+                self.llm = Llama(
+                    model_path=str(path),
+                    n_ctx=model.n_ctx,
+                    n_threads=n_threads,
+                    n_threads_batch=n_threads,
+                    n_gpu_layers=model.n_gpu_layers if self.backend != "cpu" else 0,
+                    verbose=False,
+                    **({"rope_freq_base": model.rope_freq_base} if model.rope_freq_base else {}),
+                )
         except (ValueError, RuntimeError) as exc:
             raise ModelUnavailable(
                 f"model {model.name!r}: llama.cpp cannot load {path}: {exc}") from None

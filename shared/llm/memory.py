@@ -16,9 +16,14 @@ import psutil
 from shared.errors import UsageError
 from shared.llm.vocab import vocab_only
 
-# Compute buffers, logits and the Python process itself, measured at 150-250 MB for the bundled
-# models at parallel 1-8 (benchmarks/results/batching.json); kept generous.
-RUNTIME_OVERHEAD_BYTES = 300 * 2**20
+# The pool process before its model: Python, the worker's modules, llama.cpp's libraries
+# (77 MB resident before the load and 31-36 MB of libraries mapped by it, bench_memory).
+PROCESS_BASE_BYTES = 128 * 2**20
+# llama.cpp's compute buffer for a prompt batch of n_ubatch tokens: the attention scores
+# (n_ubatch x context x heads, f32) and the feed-forward activations (about three of
+# n_ubatch x n_ff, f32). Fitted on the four models of bench_memory, within 5% of each.
+UBATCH = 512
+F32_BYTES = 4
 F16_BYTES = 2
 # The cpu pool: the embedder, the collection indexes it caches, PDF extraction. With torch
 # all-MiniLM-L6-v2 measured 0.66 GB resident, 0.93 GB at its peak while embedding 64 chunks of
@@ -33,9 +38,17 @@ class AttentionShape:
     kv_heads: int
     key_length: int
     value_length: int
+    heads: int = 0
+    ff_length: int = 0
 
     def kv_bytes_per_cell(self) -> int:
         return self.layers * self.kv_heads * (self.key_length + self.value_length) * F16_BYTES
+
+    def compute_bytes(self, context_cells: int) -> int:
+        """The compute buffer of one prompt batch over a context of this many cells."""
+        attention = UBATCH * context_cells * self.heads * F32_BYTES
+        feed_forward = 3 * UBATCH * self.ff_length * F32_BYTES
+        return attention + feed_forward
 
 
 def attention_shape(path: Path) -> AttentionShape:
@@ -58,6 +71,8 @@ def attention_shape(path: Path) -> AttentionShape:
         kv_heads=value("attention.head_count_kv", heads),
         key_length=value("attention.key_length", head_dim),
         value_length=value("attention.value_length", head_dim),
+        heads=heads,
+        ff_length=value("feed_forward_length", 4 * value("embedding_length")),
     )
 
 
@@ -73,10 +88,13 @@ class MemoryEstimate:
 
 
 def estimate(path: Path, n_ctx: int, parallel: int) -> MemoryEstimate:
+    """What the pool needs: the weights once (memory-mapped, or copied by repacking with the
+    mapped pages then unused and reclaimable), the KV cache, compute buffers, the process."""
     shape = attention_shape(path)
+    cells = n_ctx * parallel
     return MemoryEstimate(model_bytes=path.stat().st_size,
-                          kv_bytes=shape.kv_bytes_per_cell() * n_ctx * parallel,
-                          overhead_bytes=RUNTIME_OVERHEAD_BYTES)
+                          kv_bytes=shape.kv_bytes_per_cell() * cells,
+                          overhead_bytes=PROCESS_BASE_BYTES + shape.compute_bytes(cells))
 
 
 def estimate_or_size(path: Path, n_ctx: int, parallel: int) -> MemoryEstimate:
@@ -85,7 +103,7 @@ def estimate_or_size(path: Path, n_ctx: int, parallel: int) -> MemoryEstimate:
     try:
         return estimate(path, n_ctx, parallel)
     except (ValueError, RuntimeError, KeyError):
-        return MemoryEstimate(path.stat().st_size, 0, RUNTIME_OVERHEAD_BYTES)
+        return MemoryEstimate(path.stat().st_size, 0, PROCESS_BASE_BYTES)
 
 
 def check_fits(model_name: str, path: Path, n_ctx: int, parallel: int,
@@ -123,18 +141,24 @@ def _gb(n: int) -> str:
 
 def process_memory() -> dict:
     """This process's resident memory now and at its peak (Linux: VmHWM; elsewhere the
-    rusage maximum), in bytes: a pool's cost in memory, model and KV cache included."""
+    rusage maximum), in bytes: a pool's cost in memory, model and KV cache included. On Linux
+    also its anonymous part (heap: KV cache, buffers, weights llama.cpp copied) and its
+    file-backed part (the memory-mapped GGUF: clean pages the kernel can drop and read again)."""
     rss = psutil.Process().memory_info().rss
     peak = None
+    split = {}
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
                 if line.startswith("VmHWM:"):
                     peak = int(line.split()[1]) * 1024
+                elif line.startswith(("RssAnon:", "RssFile:")):
+                    key = "rss_anon_bytes" if line.startswith("RssAnon") else "rss_file_bytes"
+                    split[key] = int(line.split()[1]) * 1024
     except OSError:
         import resource
         import sys
 
         maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         peak = maxrss if sys.platform == "darwin" else maxrss * 1024  # bytes there, KiB here
-    return {"rss_bytes": rss, "peak_rss_bytes": max(rss, peak or rss)}
+    return {"rss_bytes": rss, "peak_rss_bytes": max(rss, peak or rss), **split}
