@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -93,6 +94,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = args.keep or Path(tmp) / "data"
         env = fleet_env(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.user_catalog_path.is_file():  # `models quantize` entries live there
+            shutil.copy(settings.user_catalog_path, data_dir / "catalog.toml")
         questions = Path(tmp) / "questions.jsonl"
         n = questions_file(DOCS[args.docs], args.questions, questions)
         pdfs = sorted(DOCS[args.docs].glob("*.pdf"))
@@ -105,7 +109,7 @@ def main() -> None:
                 env, "ask", str(questions), "-c", args.docs, *[a for m in models for a in
                                                               ("-m", m)],
                 "--max-tokens", str(args.max_tokens), "--top-k", "4", "--no-wait",
-                "--json"))["batch"]
+                "--queue-anyway", "--json"))["batch"]  # the other pools take their turns below
             _, client = connection.connect(Settings(data_dir=data_dir))
             wall = {}
             started = time.monotonic()
@@ -144,13 +148,11 @@ def memory_rows(client, batch_id: str, models: list[str], paths: dict, catalog) 
         def most(key: str, rows=mine) -> int | None:
             return max((r[key] for r in rows if r.get(key)), default=None)
 
-        peak, needed = most("pool_peak_rss_bytes"), most("pool_needed_bytes")
+        peak = most("pool_peak_rss_bytes")
         rows[model] = {"estimate_bytes": guess.total, "peak_rss_bytes": peak,
                        "rss_anon_bytes": most("pool_rss_anon_bytes"),
                        "rss_file_bytes": most("pool_rss_file_bytes"),
-                       "needed_bytes": needed,
-                       "estimate_over_peak_rss": round(guess.total / peak, 3) if peak else None,
-                       "estimate_over_needed": round(guess.total / needed, 3) if needed else None}
+                       "estimate_over_peak_rss": round(guess.total / peak, 3) if peak else None}
     return rows
 
 

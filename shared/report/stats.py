@@ -66,6 +66,12 @@ def model_summary(model: str, results: list[dict]) -> dict:
         "load_s": max((r["load_s"] for r in ok if r.get("load_s") is not None), default=None),
         "peak_rss_bytes": max((r["pool_peak_rss_bytes"] for r in ok
                                if r.get("pool_peak_rss_bytes")), default=None),
+        # resident memory apart: anonymous (heap, KV cache, copied weights) and file-backed
+        # (the mapped GGUF: clean pages the kernel may drop), as last seen by an answer
+        "rss_anon_bytes": max((r["pool_rss_anon_bytes"] for r in ok
+                               if r.get("pool_rss_anon_bytes")), default=None),
+        "rss_file_bytes": max((r["pool_rss_file_bytes"] for r in ok
+                               if r.get("pool_rss_file_bytes")), default=None),
         # how it was asked: the same for every answer of a model in a batch
         "sampling": next((r["sampling"] for r in ok if r.get("sampling")), None),
         "prompt": next((r["prompt"] for r in ok if r.get("prompt")), None),
