@@ -91,10 +91,10 @@ def estimate(path: Path, n_ctx: int, parallel: int) -> MemoryEstimate:
     """What the pool needs: the weights once (memory-mapped, or copied by repacking with the
     mapped pages then unused and reclaimable), the KV cache, compute buffers, the process."""
     shape = attention_shape(path)
-    cells = n_ctx * parallel
+    # a batching pool keeps n_ctx cells per sequence; a prompt batch attends within its own
     return MemoryEstimate(model_bytes=path.stat().st_size,
-                          kv_bytes=shape.kv_bytes_per_cell() * cells,
-                          overhead_bytes=PROCESS_BASE_BYTES + shape.compute_bytes(cells))
+                          kv_bytes=shape.kv_bytes_per_cell() * n_ctx * parallel,
+                          overhead_bytes=PROCESS_BASE_BYTES + shape.compute_bytes(n_ctx))
 
 
 def estimate_or_size(path: Path, n_ctx: int, parallel: int) -> MemoryEstimate:

@@ -77,8 +77,9 @@ def file_type_of(path: Path) -> str | None:
 
 
 def estimated_size(source: Path, source_type: str | None, qtype: str) -> int:
-    """Bytes the output may take: the source scaled by bits per weight, with a margin."""
-    source_bits = BITS_PER_WEIGHT.get(source_type or "", 16.0)
+    """Bytes the output may take: the source scaled by bits per weight, with a margin. A source
+    of unknown type counts as the smallest common one (Q2_K), so the estimate stays high."""
+    source_bits = BITS_PER_WEIGHT.get(source_type or "", BITS_PER_WEIGHT["Q2_K"])
     ratio = BITS_PER_WEIGHT[qtype] / source_bits
     return int(source.stat().st_size * ratio * SIZE_MARGIN) + 64 * 2**20
 
