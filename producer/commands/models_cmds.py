@@ -53,6 +53,10 @@ def models(ctx, as_json: bool) -> None:
             "sampling": resolve_sampling(model, SamplingOverrides()).model_dump(),
             "install": model.install,
             "description": model.description,
+            "quantization": model.quantization,
+            "quantized_from": model.quantized_from,
+            "requantized": model.requantized,
+            "repack": model.repack,
         })
     if as_json:
         emit_json({"models": rows})

@@ -41,6 +41,8 @@ def test_quantize_the_bundled_model_to_two_types(env, tmp_path):
         assert entry["availability"] == "present" and entry["catalog"] == "yours"
         assert Path(entry["path"]) == tmp_path / "models" / f"{name}.gguf"
         assert "requantized from Q4_1" in entry["description"]
+        assert (entry["quantization"], entry["quantized_from"], entry["requantized"]) == (
+            qtype, "smollm2-135m", True)
         # the file is what it says: llama.cpp reads its type back from the GGUF
         from shared.llm.quantize import file_type_of
         assert file_type_of(Path(entry["path"])) == qtype
