@@ -18,7 +18,11 @@ from shared.llm.vocab import vocab_only
 
 # The pool process before its model: Python, the worker's modules, llama.cpp's libraries
 # (77 MB resident before the load and 31-36 MB of libraries mapped by it, bench_memory).
-PROCESS_BASE_BYTES = 128 * 2**20
+PROCESS_BASE_BYTES = 112 * 2**20
+# A pool's heap grows during a batch with the vocabulary (sampling arrays of n_vocab entries
+# made per answer, kept by the allocator) and levels off: 80 MB for Gemma 3's 262k entries,
+# 15 MB for SmolLM2's 49k over 50 answers (bench_study). About 300 bytes an entry.
+VOCAB_BYTES_PER_ENTRY = 300
 # llama.cpp's compute buffer for a prompt batch of n_ubatch tokens: the attention scores
 # (n_ubatch x context x heads, f32) and the feed-forward activations (about three of
 # n_ubatch x n_ff, f32). Fitted on the four models of bench_memory, within 5% of each.
@@ -40,6 +44,7 @@ class AttentionShape:
     value_length: int
     heads: int = 0
     ff_length: int = 0
+    vocab_size: int = 0
 
     def kv_bytes_per_cell(self) -> int:
         return self.layers * self.kv_heads * (self.key_length + self.value_length) * F16_BYTES
@@ -50,10 +55,14 @@ class AttentionShape:
         feed_forward = 3 * UBATCH * self.ff_length * F32_BYTES
         return attention + feed_forward
 
+    def sampling_bytes(self) -> int:
+        return self.vocab_size * VOCAB_BYTES_PER_ENTRY
+
 
 def attention_shape(path: Path) -> AttentionShape:
     with vocab_only(path) as model:
         meta = model.metadata()
+        vocab_size = model.n_vocab()
     arch = meta["general.architecture"]
 
     def value(key: str, default: int | None = None) -> int:
@@ -73,6 +82,7 @@ def attention_shape(path: Path) -> AttentionShape:
         value_length=value("attention.value_length", head_dim),
         heads=heads,
         ff_length=value("feed_forward_length", 4 * value("embedding_length")),
+        vocab_size=vocab_size,
     )
 
 
@@ -94,7 +104,8 @@ def estimate(path: Path, n_ctx: int, parallel: int) -> MemoryEstimate:
     # a batching pool keeps n_ctx cells per sequence; a prompt batch attends within its own
     return MemoryEstimate(model_bytes=path.stat().st_size,
                           kv_bytes=shape.kv_bytes_per_cell() * n_ctx * parallel,
-                          overhead_bytes=PROCESS_BASE_BYTES + shape.compute_bytes(n_ctx))
+                          overhead_bytes=(PROCESS_BASE_BYTES + shape.compute_bytes(n_ctx)
+                                          + shape.sampling_bytes()))
 
 
 def estimate_or_size(path: Path, n_ctx: int, parallel: int) -> MemoryEstimate:
