@@ -84,15 +84,19 @@ def main() -> None:
     parser.add_argument("--docs", choices=sorted(DOCS), default="northwind")
     parser.add_argument("--models", default=MODELS)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--keep", type=Path, default=None,
-                        help="data directory to keep (default: a temporary one)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="the fleet's data directory, kept afterwards (default: "
+                             ".ragfleet/bench-study-DOCS, emptied first)")
     args = parser.parse_args()
     models = args.models.split(",")
     settings = Settings()
     catalog = load_fleet_catalog(settings)
     paths = {m: catalog.get(m).ensure_file(settings.models_dir) for m in models}
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = args.keep or Path(tmp) / "data"
+        # kept: the batch stays readable (RAGFLEET_DATA_DIR=... ragfleet up; results) if a later
+        # step fails
+        data_dir = args.data_dir or PROJECT_ROOT / ".ragfleet" / f"bench-study-{args.docs}"
+        shutil.rmtree(data_dir, ignore_errors=True)
         env = fleet_env(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         if settings.user_catalog_path.is_file():  # `models quantize` entries live there

@@ -1,8 +1,12 @@
 """Background processes that `ragfleet up` starts: spawn detached, record, check, stop.
 
 A record keeps the pid with the process start time, so a pid reused by another program after a
-reboot or crash is never mistaken for ours (and never signalled). Records may hold secrets (the
-embedded Redis's URL carries its password): they are written mode 0600 in a 0700 directory.
+reboot or crash is never mistaken for ours (and never signalled). On Linux the start time is the
+kernel's count of clock ticks since boot, which never moves: the wall-clock start time psutil
+derives from it shifts when the machine's boot time is recomputed (a suspended laptop or a
+paused virtual machine that resumes), and a running Redis was once taken for a dead one so.
+Records may hold secrets (the embedded Redis's URL carries its password): they are written mode
+0600 in a 0700 directory.
 """
 
 from __future__ import annotations
@@ -27,14 +31,15 @@ class ProcessRecord:
     argv: list[str]
     log: str
     info: dict = field(default_factory=dict)
+    start_ticks: int | None = None  # Linux: clock ticks from boot to the process's start
 
     def alive(self) -> bool:
         try:
             proc = psutil.Process(self.pid)
-            return (
-                abs(proc.create_time() - self.started) < 1.0
-                and proc.status() != psutil.STATUS_ZOMBIE
-            )
+            ticks = start_ticks(self.pid)
+            same = (ticks == self.start_ticks if ticks is not None and self.start_ticks
+                    is not None else abs(proc.create_time() - self.started) < 1.0)
+            return same and proc.status() != psutil.STATUS_ZOMBIE
         except psutil.Error:
             return False
 
@@ -47,6 +52,21 @@ class ProcessRecord:
         except psutil.Error:
             children = []
         return [self.pid] + [c.pid for c in children]
+
+
+def start_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (/proc/PID/stat, field 22), or None
+    where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # the name, in parentheses, may hold spaces
+    try:
+        return int(fields[19])  # field 22 counts from the pid; these start at field 3
+    except (IndexError, ValueError):
+        return None
 
 
 def private_dir(path: Path) -> Path:
@@ -116,7 +136,8 @@ def spawn(
             start_new_session=True,
         )
     started = psutil.Process(proc.pid).create_time()
-    return ProcessRecord(name, proc.pid, started, argv, str(log), info or {})
+    return ProcessRecord(name, proc.pid, started, argv, str(log), info or {},
+                         start_ticks=start_ticks(proc.pid))
 
 
 def stop(record: ProcessRecord, grace_s: float, sig: int = signal.SIGTERM) -> bool:
