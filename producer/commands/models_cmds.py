@@ -142,8 +142,7 @@ def _entry_for_quant(settings, name: str, quant: str, new_name: str | None) -> M
             return existing
         raise UsageError(f"model {entry_name!r} is already in the catalog for another file; "
                          "give --name")
-    inherited = ({k: v for k, v in base.model_dump(exclude_defaults=True).items()
-                  if k not in SOURCE_FIELDS} if base is not None else {})
+    inherited = run_settings(base) if base is not None else {}
     fields = {"description": f"{chosen.name} from {repo}",
               "file": chosen.name.rsplit("/", 1)[-1], "hf_repo": repo, "hf_file": chosen.name,
               "quantization": chosen.quantization, **inherited}
@@ -224,6 +223,12 @@ SOURCE_FIELDS = {"name", "description", "file", "package", "assemble", "gguf_pat
                  "quantization", "requantized"}
 
 
+def run_settings(model: ModelSettings) -> dict:
+    """The settings an entry made from `model` inherits: how it runs, not where its file is."""
+    return {k: v for k, v in model.model_dump(exclude_defaults=True).items()
+            if k not in SOURCE_FIELDS}
+
+
 @models.command("quantize")
 @click.argument("name")
 @click.option("--to", "types", multiple=True, required=True, metavar="TYPE",
@@ -251,19 +256,18 @@ def models_quantize(name: str, types: tuple[str, ...], threads: int | None, as_j
         targets[qtype] = (new_name, target)
     source_path = source.ensure_file(settings.models_dir)
     settings.models_dir.mkdir(parents=True, exist_ok=True)
-    quantize.check_space(name, source_path, quantize.file_type_of(source_path), qtypes,
-                         settings.models_dir)
+    source_type = quantize.file_type_of(source_path)  # read once, for every type
+    quantize.check_space(name, source_path, source_type, qtypes, settings.models_dir)
     made = []
     for qtype, (new_name, target) in targets.items():
-        made.append(_quantize_one(settings, source, source_path, qtype, new_name, target,
-                                  threads or settings.cores, as_json))
+        made.append(_quantize_one(settings, source, source_path, source_type, qtype, new_name,
+                                  target, threads or settings.cores, as_json))
     if as_json:
         emit_json({"quantized": made})
 
 
-def _quantize_one(settings, source: ModelSettings, source_path: Path, qtype: str,
-                  new_name: str, target: Path, threads: int, as_json: bool) -> dict:
-    source_type = quantize.file_type_of(source_path)
+def _quantize_one(settings, source: ModelSettings, source_path: Path, source_type: str | None,
+                  qtype: str, new_name: str, target: Path, threads: int, as_json: bool) -> dict:
     if source_type not in quantize.UNQUANTIZED:
         info(f"note: {source.name} is already quantized ({source_type or 'unknown type'}): "
              f"this requantizes it to {qtype}, which loses more quality than quantizing from "
@@ -276,9 +280,9 @@ def _quantize_one(settings, source: ModelSettings, source_path: Path, qtype: str
             shown[0] = tenth
             info(f"{new_name}: tensor {step}/{total}")
 
-    done = quantize.quantize(source.name, source_path, target, qtype, threads, progress)
-    inherited = {k: v for k, v in source.model_dump(exclude_defaults=True).items()
-                 if k not in SOURCE_FIELDS}
+    done = quantize.quantize(source.name, source_path, source_type, target, qtype, threads,
+                             progress)
+    inherited = run_settings(source)
     how = (f"requantized from {done.source_type}: lower quality than from F16/BF16"
            if done.requantized else f"from {done.source_type}")
     fields = {"description": f"{source.name} quantized to {qtype} by llama.cpp ({how})",

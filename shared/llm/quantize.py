@@ -102,12 +102,12 @@ class Quantized:
     requantized: bool
 
 
-def quantize(model_name: str, source: Path, target: Path, qtype: str, threads: int,
-             progress: Callable[[int, int], None] | None = None) -> Quantized:
-    """Write `target` as `qtype` from `source`; nothing is left under `target` on failure."""
+def quantize(model_name: str, source: Path, source_type: str | None, target: Path, qtype: str,
+             threads: int, progress: Callable[[int, int], None] | None = None) -> Quantized:
+    """Write `target` as `qtype` from `source` (of `source_type`, from file_type_of); nothing
+    is left under `target` on failure."""
     if target.exists():
         raise UsageError(f"{target} exists; remove it or choose another name")
-    source_type = file_type_of(source)
     requantized = source_type not in UNQUANTIZED
     check_space(model_name, source, source_type, [qtype], target.parent)
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
