@@ -9,7 +9,8 @@ import json
 RESULT_COLUMNS = ("question_id", "model", "question", "reference", "answer", "cosine",
                   "checks_passed", "checks", "judge",
                   "retrieval_s", "queue_s", "prompt_s", "ttft_s", "generation_s", "response_s",
-                  "total_s", "prompt_tokens", "completion_tokens", "max_tokens", "tokens_per_s",
+                  "total_s", "prompt_tokens", "completion_tokens", "max_tokens", "finish_reason",
+                  "tokens_per_s",
                   "pages", "retrieval_rank", "prompt", "worker", "model_file", "quantization",
                   "load_s", "pool_peak_rss_bytes", "error")
 FORMATS = ("table", "json", "csv", "md", "seed")
@@ -55,8 +56,8 @@ def judge_text(judged: dict | None) -> str | None:
 
 
 SUMMARY_HEADERS = ("MODEL", "ANSWERED", "FAILED", "COSINE MEAN", "95% CI", "MEDIAN", "CHECKS",
-                   "JUDGE", "LATENCY P50", "P95", "TTFT P50", "TOKENS/S", "SPEEDUP", "QUANT",
-                   "PEAK MEM")
+                   "JUDGE", "LATENCY P50", "P95", "TTFT P50", "TOKENS/S", "SPEEDUP",
+                   "PROMPT TOK", "NEW TOK", "CUT", "QUANT", "PEAK MEM")
 
 
 def summary_rows(report: dict) -> list[tuple]:
@@ -65,8 +66,14 @@ def summary_rows(report: dict) -> list[tuple]:
              number(s["latency_p50_s"], 2) + " s",
              number(s["latency_p95_s"], 2) + " s", number(s["ttft_p50_s"], 2) + " s",
              number(s["tokens_per_s"], 1), number(s["speedup_vs_slowest"], 2) + "x",
-             s.get("quantization") or "-", mib(s.get("peak_rss_bytes")))
+             number(s.get("prompt_tokens_mean"), 0), number(s.get("completion_tokens_mean"), 0),
+             cut_cell(s), s.get("quantization") or "-", mib(s.get("peak_rss_bytes")))
             for s in report["summary"]]
+
+
+def cut_cell(summary: dict) -> str:
+    """Answers stopped by the cap on new tokens (finish reason "length"), of those answered."""
+    return "-" if summary.get("cut") is None else f"{summary['cut']}/{summary['answered']}"
 
 
 def mib(size: int | None) -> str:

@@ -28,6 +28,11 @@ def _percentile(values, q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
 
 
+def _mean(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
+
+
 def _span(values: list[int]) -> list[int] | None:
     return [min(values), max(values)] if values else None
 
@@ -59,6 +64,11 @@ def model_summary(model: str, results: list[dict]) -> dict:
         "latency_p95_s": _percentile(latency, 95),
         "ttft_p50_s": _percentile(ttft, 50),
         "tokens_per_s": gen_tokens / gen_time if gen_time > 0 else None,
+        # what an answer's time goes to: the prompt read (contexts, question, instruction),
+        # the tokens written, and how many answers the cap on new tokens cut short
+        "prompt_tokens_mean": _mean([r.get("prompt_tokens") for r in ok]),
+        "completion_tokens_mean": _mean([r.get("completion_tokens") for r in ok]),
+        "cut": sum(1 for r in ok if r.get("finish_reason") == "length"),
         "model_file": next((r.get("model_file") for r in ok), None),
         # what the model costs in memory and start-up: the pool process, model and KV cache
         "model_size": next((r.get("model_size") for r in ok), None),

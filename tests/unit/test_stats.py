@@ -83,3 +83,20 @@ def test_checks_pass_rate_counts_checked_answers_only():
     a, b = summarize(results, ["a", "b"])["summary"]
     assert a["checked"] == 3 and a["checks_pass_rate"] == pytest.approx(2 / 3)
     assert (b["checked"], b["checks_pass_rate"]) == (0, None)
+
+
+def test_summary_shows_prompt_and_new_tokens_and_answers_cut_by_the_cap():
+    from shared.report import exports
+
+    rows = [{**result("m", f"q{i}", 0.5, 4.0), "prompt_tokens": tokens, "completion_tokens": new,
+             "finish_reason": reason}
+            for i, (tokens, new, reason) in enumerate([(800, 40, "stop"), (1000, 128, "length"),
+                                                      (900, 128, "length")])]
+    rows.append(result("m", "failed", None, 0, error="time limit"))  # counts in no mean
+    (summary,) = summarize(rows, ["m"])["summary"]
+    assert summary["prompt_tokens_mean"] == pytest.approx(900)
+    assert summary["completion_tokens_mean"] == pytest.approx(296 / 3)
+    assert summary["cut"] == 2
+    report = {"summary": [{**summary, "speedup_vs_slowest": 1.0}]}
+    cells = dict(zip(exports.SUMMARY_HEADERS, exports.summary_rows(report)[0]))
+    assert (cells["PROMPT TOK"], cells["NEW TOK"], cells["CUT"]) == ("900", "99", "2/3")
