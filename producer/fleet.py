@@ -19,6 +19,7 @@ from shared.llm import memory
 from shared.llm.catalog import Catalog, pool_threads
 from shared.state import fleet_limits
 from shared.state.registry import live_workers
+from shared.state.turns import holder as turn_holder
 
 # a stopping pool's running task ends by itself within its hard time limit; this much more
 # lets Celery record it, acknowledge it and exit
@@ -69,20 +70,30 @@ def default_models(catalog: Catalog, settings: Settings) -> list[str]:
     return [m.name for m in catalog.models.values() if m.usable(settings.models_dir)]
 
 
+def takes_turns(models: list[str], turns: bool | None) -> bool:
+    """Pools of several models on one host take turns unless told otherwise: a comparison's
+    figures are then each model's own, with every core (concurrent pools share the cores and
+    suit throughput, not measurement)."""
+    return len(models) > 1 if turns is None else turns
+
+
 def plan_pools(catalog: Catalog, settings: Settings, models: list[str],
-               threads: int | None, parallel: int | None = None) -> list[PoolPlan]:
+               threads: int | None, parallel: int | None = None,
+               turns: bool = False) -> list[PoolPlan]:
     """Check every model first (unknown name, missing or broken file), then plan the pools with
-    their estimated memory."""
+    their estimated memory. Pools taking turns each get every core, as one runs at a time."""
     paths = {name: catalog.get(name).ensure_file(settings.models_dir) for name in models}
     worker = [sys.executable, "-m", "producer.cli", "worker"]
     plans = [PoolPlan("pool-cpu", worker + ["--cpu", "--concurrency", str(CPU_POOL_PROCESSES)],
                       CPU_QUEUE, None, memory.CPU_POOL_BYTES)]
     for name in models:
         model = catalog.get(name)
-        n = pool_threads(model, settings.cores, len(models), threads)
+        n = pool_threads(model, settings.cores, 1 if turns else len(models), threads)
         argv = worker + ["--model", name, "--threads", str(n)]
         if parallel:
             argv += ["--parallel", str(parallel)]
+        if turns:
+            argv.append("--turns")
         n_parallel = parallel or model.parallel
         need = memory.estimate_or_size(paths[name], model.n_ctx, n_parallel)
         plans.append(PoolPlan(pool_record_name(name), argv, llm_queue(name), name, need.total,
@@ -156,12 +167,16 @@ def wait_ready(settings: Settings, client: redis.Redis,
 
 
 def up(settings: Settings, catalog: Catalog, models: list[str] | None, threads: int | None,
-       with_flower: bool, say=lambda message: None, parallel: int | None = None) -> None:
+       with_flower: bool, say=lambda message: None, parallel: int | None = None,
+       turns: bool | None = None) -> None:
     ensure_data_dir(settings)
     models = models or default_models(catalog, settings)
-    plans = plan_pools(catalog, settings, models, threads, parallel)  # validate before starting
+    turns = takes_turns(models, turns)
+    # validate before starting
+    plans = plan_pools(catalog, settings, models, threads, parallel, turns)
     check_memory(settings, plans)
-    say(f"starting the fleet in {settings.data_path}: pools cpu, {', '.join(models)} ...")
+    say(f"starting the fleet in {settings.data_path}: pools cpu, {', '.join(models)}"
+        + (" (the model pools take turns)" if turns else "") + " ...")
     if not settings.redis_url:
         embedded_redis.start(settings)
     url, client = connection.connect(settings)
@@ -202,6 +217,15 @@ def down(settings: Settings, grace_s: float | None = None,
     return stopped
 
 
+def _turn_of(client: redis.Redis, online: list[dict], queued: int) -> str | None:
+    """For pools taking turns: whether one of its workers holds its host's turn now."""
+    if not any(w.get("turns") for w in online):
+        return None
+    if any(turn_holder(client, w["host"]) == w["nodename"] for w in online):
+        return "its turn"
+    return "waiting" if queued else "idle"
+
+
 def status(settings: Settings) -> dict:
     url, client = connection.connect(settings)
     workers = live_workers(client)
@@ -228,7 +252,8 @@ def status(settings: Settings) -> dict:
             # resident memory of the pool's workers with their pool processes, all hosts
             "rss_bytes": sum(w.get("rss_bytes") or 0 for w in online) or None,
             "hosts": sorted({w["host"] for w in online}),
-            "queued": client.llen(queue),
+            "queued": (queued := client.llen(queue)),
+            "turn": _turn_of(client, online, queued),
         })
     memory = client.info("memory").get("used_memory")
     return {

@@ -30,6 +30,7 @@ from shared.state import fleet_limits
 from shared.state.registry import Heartbeat, WorkerInfo
 from workers import engine_holder, takeover
 from workers.pool import PoolConfig
+from workers.turns import step as turn_step
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,8 @@ def one_thread_per_process() -> None:
 
 
 def run(settings: Settings, model_name: str | None, threads: int | None, concurrency: int,
-        loglevel: str = "INFO", nodename: str | None = None, parallel: int | None = None) -> None:
+        loglevel: str = "INFO", nodename: str | None = None, parallel: int | None = None,
+        turns: bool = False) -> None:
     one_thread_per_process()
     url, client = connection.connect(settings)  # exit 69 now rather than retry forever
     host = socket.gethostname()
@@ -57,7 +59,7 @@ def run(settings: Settings, model_name: str | None, threads: int | None, concurr
             kind="llm", queue=llm_queue(model_name),
             nodename=_nodename(nodename, f"{model_name}-{os.getpid()}@%h", host),
             concurrency=parallel, model=model_name, model_path=str(path), n_threads=n_threads,
-            parallel=parallel,
+            parallel=parallel, turns=turns,
         )
     else:
         path = None
@@ -80,6 +82,8 @@ def run(settings: Settings, model_name: str | None, threads: int | None, concurr
                           after_beat=takeover.sweeper(app, config.nodename,
                                                       settings.heartbeat_interval_s))
     _connect_signals(config, heartbeat)
+    if config.turns:
+        app.steps["consumer"].add(turn_step(url, host, config.nodename, config.queue))
     batching = config.parallel > 1
     if batching:  # no pool processes: the engine lives here, shared by the task threads
         engine_holder.start_loading()
@@ -105,6 +109,7 @@ def _worker_info(config: PoolConfig, path, host: str) -> WorkerInfo:
         kind=config.kind, model=config.model,
         model_file=path.name if path else None, model_size=path.stat().st_size if path else None,
         backend=backend, n_threads=config.n_threads, concurrency=config.concurrency,
+        turns=config.turns,
         started_at=time.time(),
     )
 

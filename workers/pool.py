@@ -20,6 +20,7 @@ class PoolConfig:
     model_path: str | None = None
     n_threads: int | None = None
     parallel: int = 1  # > 1: one batching engine, Celery's threads pool with this many tasks
+    turns: bool = False  # consume only during the host's turn (workers/turns.py)
 
     def export(self) -> None:
         os.environ[ENV_VAR] = json.dumps(asdict(self))

@@ -14,19 +14,24 @@ from shared.llm.catalog import load_fleet_catalog
 @click.option("--model", "models", multiple=True, metavar="NAME",
               help="A model pool to start (repeatable). Default: every model whose file is here.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="llama.cpp threads per pool. Default: the catalog's, else cores // pools.")
+              help="llama.cpp threads per pool. Default: the catalog's, else every core when "
+                   "the pools take turns, cores // pools when they run concurrently.")
 @click.option("--parallel", type=click.IntRange(min=1, max=64), default=None,
               help="Questions each model pool decodes together. Default: the catalog's.")
+@click.option("--turns/--concurrent", "turns", default=None,
+              help="Model pools take turns, each generating alone with every core (the "
+                   "default for several models: each model's figures are its own), or run "
+                   "concurrently sharing the cores (throughput).")
 @click.option("--flower", "with_flower", is_flag=True, help="Also start Flower (basic auth).")
 @json_option
-def up(models: tuple[str, ...], threads: int | None, parallel: int | None, with_flower: bool,
-       as_json: bool) -> None:
+def up(models: tuple[str, ...], threads: int | None, parallel: int | None, turns: bool | None,
+       with_flower: bool, as_json: bool) -> None:
     """Start Redis (embedded unless REDIS_URL is set), the cpu pool and one pool per model, in
     the background; return when every pool is online with its model loaded."""
     settings = load_settings()
     catalog = load_fleet_catalog(settings)
     fleet.up(settings, catalog, list(models) or None, threads, with_flower, say=info,
-             parallel=parallel)
+             parallel=parallel, turns=turns)
     _print_status(fleet.status(settings), as_json)
 
 
@@ -62,7 +67,8 @@ def _print_status(state: dict, as_json: bool) -> None:
     if state["flower"]:
         click.echo(f"Flower  {state['flower']['url']} (user {state['flower']['user']})")
     rows = [
-        (p["model"], p["queue"], p["workers"], p["state"], p["backend"] or "-",
+        (p["model"], p["queue"], p["workers"],
+         p["state"] + (f", {p['turn']}" if p.get("turn") else ""), p["backend"] or "-",
          p["n_threads"] or "-", p["parallel"] or "-", p["model_file"] or "-",
          human_size(p["model_size"]), human_size(p["rss_bytes"]), p["queued"])
         for p in state["pools"]

@@ -19,18 +19,24 @@ from shared.config import load_settings
               help="Pool processes of the cpu pool.")
 @click.option("--parallel", type=click.IntRange(min=1, max=64), default=None,
               help="Questions a model pool decodes together. Default: the catalog's (1).")
+@click.option("--turns", is_flag=True,
+              help="Take turns with this host's other --turns pools: generate only while no "
+                   "other one does (each with every core).")
 @click.option("--name", default=None, metavar="NODENAME",
               help="Celery node name, e.g. gemma@%h (default: POOL-PID@HOST).")
 @click.option("--loglevel", default="INFO", show_default=True)
 def worker(model: str | None, cpu: bool, threads: int | None, concurrency: int,
-           parallel: int | None, name: str | None, loglevel: str) -> None:
+           parallel: int | None, turns: bool, name: str | None, loglevel: str) -> None:
     """Run one pool in the foreground, against REDIS_URL (or this data dir's embedded Redis)."""
     if bool(model) == cpu:
         raise click.UsageError("give exactly one of --model NAME or --cpu")
     logging.getLogger().setLevel(loglevel.upper())
     from workers.main import run  # the tasks and their Celery worker load only here
 
-    run(load_settings(), model, threads, concurrency, loglevel, nodename=name, parallel=parallel)
+    if turns and cpu:
+        raise click.UsageError("--turns is for model pools (--model NAME)")
+    run(load_settings(), model, threads, concurrency, loglevel, nodename=name, parallel=parallel,
+        turns=turns)
 
 
 COMMANDS = (worker,)

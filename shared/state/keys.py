@@ -19,6 +19,17 @@ def worker_pattern() -> str:
 def generating_key(host: str) -> str:
     return f"{PREFIX}:generating:{host}"
 
+
+# Turns (state.turns): the model pool of a host whose turn it is to generate, and the pools of
+# that host waiting for one, each scored by when it started waiting.
+def turn_key(host: str) -> str:
+    return f"{PREFIX}:turn:{host}"
+
+
+def turn_waiting_key(host: str) -> str:
+    return f"{PREFIX}:turn-waiting:{host}"
+
+
 # Deliveries held: one hash per worker, delivery tag -> task id, of the tasks it received and
 # has not acknowledged; the set of workers with such a record; and when each of them was first
 # seen missing from the registry (state.inflight: a dead worker's tasks are put back at once).

@@ -34,6 +34,7 @@ class WorkerInfo(BaseModel):
     backend: str = "cpu"
     n_threads: int | None = None
     concurrency: int = 1
+    turns: bool = Field(default=False, description="takes turns with the host's other pools")
     started_at: float
 
 
