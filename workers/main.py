@@ -83,7 +83,8 @@ def run(settings: Settings, model_name: str | None, threads: int | None, concurr
                                                       settings.heartbeat_interval_s))
     _connect_signals(config, heartbeat)
     if config.turns:
-        app.steps["consumer"].add(turn_step(url, host, config.nodename, config.queue))
+        app.steps["consumer"].add(turn_step(url, host, config.nodename, config.queue,
+                                            settings.llm_task_time_limit_s))
     batching = config.parallel > 1
     if batching:  # no pool processes: the engine lives here, shared by the task threads
         engine_holder.start_loading()

@@ -28,21 +28,26 @@ def held_tasks() -> int:
     return len(set(worker_state.reserved_requests) | set(worker_state.active_requests))
 
 
-def step(url: str, host: str, nodename: str, queue: str) -> type[bootsteps.StartStopStep]:
-    """The bootstep for one pool (Celery instantiates it with the consumer)."""
+def step(url: str, host: str, nodename: str, queue: str,
+         task_limit_s: float) -> type[bootsteps.StartStopStep]:
+    """The bootstep for one pool (Celery instantiates it with the consumer). task_limit_s: the
+    longest a running task may take (its hard time limit)."""
     client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
     class TakeTurns(bootsteps.StartStopStep):
         requires = ("celery.worker.consumer.tasks:Tasks",)
 
         def __init__(self, c, **kwargs):
-            self.consuming = True  # the task consumer starts on the pool's queue
+            self.consuming = False
             self.timer_entry = None
             super().__init__(c, **kwargs)
 
         def start(self, c):
-            # also after a reconnection, which restarts the consumer on its selected queues
-            self.consuming = c.task_consumer.consuming_from(queue)
+            # Before the event loop's first consume() (also after a reconnection, which
+            # rebuilds the consumer): take the queue out, so the pool fetches nothing until a
+            # tick gives it the turn, and none if Redis does not answer that tick.
+            c.cancel_task_queue(queue)
+            self.consuming = False
             self.tick(c)
             self.timer_entry = c.timer.call_repeatedly(TICK_S, self.tick, (c,))
 
@@ -50,6 +55,14 @@ def step(url: str, host: str, nodename: str, queue: str) -> type[bootsteps.Start
             if self.timer_entry is not None:
                 self.timer_entry.cancel()
                 self.timer_entry = None
+            # no more ticks renew the lease, but a running task goes on (a warm shutdown, a
+            # reconnection): keep the turn until it can have ended, so no other pool starts
+            # beside it; shutdown() releases it as soon as it has
+            try:
+                if held_tasks():
+                    turns.extend(client, host, nodename, task_limit_s + turns.LEASE_S)
+            except redis.RedisError:
+                pass
 
         def shutdown(self, c):
             self.stop(c)

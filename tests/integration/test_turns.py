@@ -103,3 +103,31 @@ def test_release_hands_the_turn_on_at_once_and_only_its_own(client):
     assert turns.holder(client, HOST) == "a@box"
     turns.release(client, HOST, "a@box")
     assert turns.tick(client, HOST, "b@box", WORK, 1001.0)
+
+
+def test_a_waiters_patience_counts_from_the_turn_it_waits_on(client):
+    """c waited through a's whole turn: b, who goes next, still gets a full turn of its own."""
+    assert turns.tick(client, HOST, "a@box", WORK, 0.0, turn_limit_s=300)
+    assert not turns.tick(client, HOST, "b@box", WORK, 1.0, turn_limit_s=300)
+    assert not turns.tick(client, HOST, "c@box", WORK, 2.0, turn_limit_s=300)
+    assert not turns.tick(client, HOST, "a@box", WORK, 302.0, turn_limit_s=300)  # yields
+    assert turns.tick(client, HOST, "b@box", WORK, 303.0, turn_limit_s=300)
+    assert turns.tick(client, HOST, "b@box", WORK, 500.0, turn_limit_s=300)
+    assert not turns.tick(client, HOST, "b@box", WORK, 604.0, turn_limit_s=300)
+
+
+def test_a_lapsed_lease_is_not_renewed_over_its_new_holder(client):
+    assert turns.tick(client, HOST, "a@box", WORK, 1000.0, lease_s=0.3)
+    time.sleep(0.5)  # a paused past its lease
+    assert turns.tick(client, HOST, "b@box", WORK, 1001.0)
+    assert not turns.extend(client, HOST, "a@box", 30)
+    assert not turns.tick(client, HOST, "a@box", BUSY, 1002.0)
+    assert turns.holder(client, HOST) == "b@box"
+
+
+def test_a_pool_not_yet_in_the_registry_keeps_its_place_in_line(client):
+    client.delete(keys.worker_key("c@box"))  # c's first tick comes before its first heartbeat
+    assert turns.tick(client, HOST, "a@box", WORK, 1000.0)
+    assert not turns.tick(client, HOST, "c@box", WORK, 1001.0)
+    assert not turns.tick(client, HOST, "c@box", WORK, 1002.0)
+    assert client.zscore(keys.turn_waiting_key(HOST), "c@box") == 1001.0
