@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from broker.queues import ANSWER_TASK, CPU_QUEUE, JUDGE_TASK, TASK_ROUTES
+from broker.queues import ANSWER_TASK, CPU_QUEUE, GENERATE_TASK, JUDGE_TASK, TASK_ROUTES
 from broker.recovery import UNACKED_KEY
 from shared.config import Settings, soft_limit
 
@@ -61,7 +61,7 @@ def configure(redis_url: str, settings: Settings, target: Celery | None = None) 
         task_annotations={
             task: {"time_limit": settings.llm_task_time_limit_s,
                    "soft_time_limit": soft_limit(settings.llm_task_time_limit_s)}
-            for task in (ANSWER_TASK, JUDGE_TASK)
+            for task in (ANSWER_TASK, JUDGE_TASK, GENERATE_TASK)
         },
     )
     return target

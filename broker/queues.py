@@ -10,6 +10,8 @@ RETRIEVE_TASK = "ragfleet.cpu.retrieve"
 SCORE_TASK = "ragfleet.cpu.score"
 ANSWER_TASK = "ragfleet.llm.answer"
 JUDGE_TASK = "ragfleet.llm.judge"  # `ragfleet judge`: sent to the judging model's queue
+# `ragfleet questions generate`: one item per passage, sent to the generating model's queue
+GENERATE_TASK = "ragfleet.llm.generate"
 
 
 def llm_queue(model: str) -> str:

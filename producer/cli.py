@@ -19,6 +19,7 @@ from producer.commands import (
     judge_cmds,
     models_cmds,
     prompts_cmds,
+    questions_cmds,
     results_cmds,
     worker_cmd,
 )
@@ -36,7 +37,7 @@ def cli() -> None:
 
 
 for module in (fleet_cmds, worker_cmd, models_cmds, prompts_cmds, ingest_cmds, collections_cmds,
-               jobs_cmds, batch_cmds, judge_cmds, results_cmds, compare_cmd, demo_cmd):
+               jobs_cmds, batch_cmds, questions_cmds, judge_cmds, results_cmds, compare_cmd, demo_cmd):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -1,6 +1,7 @@
-"""Tasks of a model pool's queue (`llm.<model>`, routed by the producer): the answer step, and
-the judge (`ragfleet judge`: this pool's model grades an answer). Adapters: each unpacks its
-arguments, calls shared.pipeline and sends what that returns next."""
+"""Tasks of a model pool's queue (`llm.<model>`, routed by the producer): the answer step, the
+judge (`ragfleet judge`: this pool's model grades an answer) and question generation
+(`ragfleet questions generate`: this pool's model writes one item from one passage).
+Adapters: each unpacks its arguments, calls shared.pipeline and sends what that returns next."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import socket
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from broker.app import app
-from broker.queues import ANSWER_TASK, JUDGE_TASK, SCORE_TASK
+from broker.queues import ANSWER_TASK, GENERATE_TASK, JUDGE_TASK, SCORE_TASK
 from shared.config import get_settings, soft_limit
-from shared.pipeline import answering, judging
+from shared.pipeline import answering, judging, question_generation
 from shared.state import registry
 from workers import engine_holder, pool, resources
 from workers.task_base import CountedTask
@@ -72,3 +73,27 @@ def judge(self, batch_id: str, question_id: str, model: str, judge_model: str, r
         judging.judge_answer(resources.store(), engine_holder.get, batch_id, question_id, model,
                              judge_model, run, budget_s=soft_limit(limit), limit_s=limit,
                              over_time=(SoftTimeLimitExceeded,))
+
+
+class GenerateTask(CountedTask):
+    def give_up(self, args, reason):
+        question_generation.record_failure(resources.store(), *args[:2], reason)
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        """As for answers: an item whose pool process was killed is stored failed, so
+        `questions generate --wait` does not wait for it forever."""
+        reason = (f"generation exceeded the time limit of {exc.args[0]} s "
+                  "(hard limit: the pool process was killed)"
+                  if isinstance(exc, TimeLimitExceeded) else f"{type(exc).__name__}: {exc}")
+        question_generation.record_failure(resources.store(), *args[:2], reason)
+
+
+@app.task(name=GENERATE_TASK, base=GenerateTask, bind=True)
+def generate(self, job_id: str, index: int) -> None:
+    """Write one question with its reference answer from one sampled passage."""
+    limit = get_settings().llm_task_time_limit_s
+    with registry.generating(resources.store(), socket.gethostname(), self.request.id or "",
+                             limit + 60):
+        question_generation.generate_item(
+            resources.store(), engine_holder.get, job_id, index, budget_s=soft_limit(limit),
+            limit_s=limit, over_time=(SoftTimeLimitExceeded,))

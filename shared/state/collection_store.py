@@ -100,6 +100,16 @@ def load_parts(client: redis.Redis, name: str,
     return meta, dict(zip(INDEX_PARTS, raw))
 
 
+def load_part(client: redis.Redis, name: str, part: str,
+              version: int | None = None) -> tuple[Manifest, bytes]:
+    """One index part of the current (or given) version, without reading the others."""
+    meta = manifest(client, name, version)
+    raw = client.get(keys.collection_version_key(name, meta.version, part))
+    if raw is None:
+        raise UnknownCollection(f"collection {name!r} version {meta.version} is incomplete")
+    return meta, raw
+
+
 # Redis refuses a value over 512 MB (proto-max-bulk-len). The FAISS part reaches it first: 384
 # float32 dimensions are 1,536 bytes a chunk, so about 349,000 chunks in one collection version.
 MAX_PART_BYTES = 512 * 1024 * 1024

@@ -101,6 +101,13 @@ FLEET_LIMITS = f"{PREFIX}:fleet-limits"
 # Judgements (`ragfleet judge`): a judging model's grade of each answer of a batch, apart from
 # its results (never written there): one hash per (batch, judging model), field
 # "question id<TAB>model"; and the set of the models that judged the batch.
+# Question generation jobs (`ragfleet questions generate`): the job (its passages and settings)
+# and its items, one per passage, written by the generating model's pools.
+def generation_key(job_id: str, part: str | None = None) -> str:
+    """part: None (the job) or items."""
+    return f"{PREFIX}:generation:{job_id}" + (f":{part}" if part else "")
+
+
 def judge_key(batch_id: str, judge_model: str) -> str:
     return f"{batch_key(batch_id)}:judge:{judge_model}"
 
