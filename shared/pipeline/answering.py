@@ -21,7 +21,7 @@ from shared.errors import UsageError
 from shared.llm.engine import Engine
 from shared.llm.memory import process_memory
 from shared.llm.requests import GenerationRequest, SamplingOverrides
-from shared.pipeline import checks
+from shared.pipeline import checks, reference_free
 from shared.retrieval.fusion import retrieve
 from shared.retrieval.prompts import (
     BUILT_IN,
@@ -171,8 +171,8 @@ def retrieve_contexts(indexes: CollectionCache, embedder, batch: dict, question:
 def answer_unit(client: redis.Redis, engine: Callable[[], Engine], batch_id: str, unit: str,
                 model: str, enqueued_at: float, pool: PoolStamp, budget_s: float,
                 limit_s: float, over_time: tuple[type[BaseException], ...] = ()) -> list[str]:
-    """This pool's answer to one unit, generated at most once. Returns the question ids to score
-    (those with a reference); questions without one are stored unscored here.
+    """This pool's answer to one unit, generated at most once. Returns the question ids to score:
+    all of them (cosine where there is a reference, the reference-free scores for every one).
 
     engine: returns the loaded engine (waiting for it to load; raising if it could not).
     budget_s: the engine stops decoding this long after the step began (the soft limit).
@@ -207,15 +207,8 @@ def answer_unit(client: redis.Redis, engine: Callable[[], Engine], batch_id: str
             return []
         result.update(worker=pool.worker, host=pool.host, parallel=pool.parallel)
         batch_store.save_answer(client, batch_id, unit, model, result)  # the first one wins
-    stored = batch_store.answer(client, batch_id, unit, model)
-    to_score = []
-    for question_record in records:
-        if question_record.get("reference"):
-            to_score.append(question_record["id"])
-        else:  # nothing to compare with: stored unscored (its checks, if any, run here)
-            record_all(client, batch_id, [question_record], model, unit, "completed",
-                       answer=with_checks(stored, question_record))
-    return to_score
+    return [q["id"] for q in records if not batch_store.has_result(client, batch_id, q["id"],
+                                                                    model)]
 
 
 def generate_answer(engine: Engine, batch: dict, model: str, question: str, retrieved: dict,
@@ -286,19 +279,26 @@ def batch_sampling(params: dict) -> SamplingOverrides:
 
 def score_result(client: redis.Redis, embedder, batch_id: str, question_id: str, unit: str,
                  model: str) -> bool:
-    """Cosine similarity of the stored answer and the question's reference, with the retrieval
-    embedder, and the question's checks (contains, regex, exact). Returns False when the pair
-    was settled already (a duplicate delivery). A scoring error settles the pair as failed, so
-    the batch never waits for it."""
+    """Cosine similarity of the stored answer and the question's reference (where it has one),
+    with the retrieval embedder; the reference-free scores (groundedness, answer and context
+    relevance: shared.pipeline.reference_free) of every answer; and the question's checks
+    (contains, regex, exact). Returns False when the pair was settled already (a duplicate
+    delivery). A scoring error settles the pair as failed, so the batch never waits for it."""
     if batch_store.has_result(client, batch_id, question_id, model):
         return False
     (question,) = [q for q in batch_store.questions(client, batch_id) if q["id"] == question_id]
     stored = batch_store.answer(client, batch_id, unit, model)
-    retrieval = cited_rank(question, batch_store.contexts(client, batch_id, unit))
+    retrieved = batch_store.contexts(client, batch_id, unit)
+    retrieval = cited_rank(question, retrieved)
     started = time.perf_counter()
     try:
-        cosine = similarity(embedder, stored["answer"], question["reference"])
-        stored = with_checks(stored, question)
+        cosine = (similarity(embedder, stored["answer"], question["reference"])
+                  if question.get("reference") else None)
+        given = [c["text"] for c in (retrieved or {}).get("contexts", [])][
+            :stored.get("contexts_used") or 0]
+        stored = {**with_checks(stored, question),
+                  **reference_free.scores(embedder, question["question"], stored["answer"],
+                                          given)}
     except Exception as exc:  # the embedder failed: record it rather than leave the pair open
         log.exception("scoring failed for %s/%s on %s", batch_id, question_id, model)
         return batch_store.record(

@@ -7,6 +7,7 @@ import io
 import json
 
 RESULT_COLUMNS = ("question_id", "model", "question", "reference", "answer", "cosine",
+                  "groundedness", "answer_relevance", "context_relevance",
                   "checks_passed", "checks", "judge",
                   "retrieval_s", "queue_s", "prompt_s", "ttft_s", "generation_s", "response_s",
                   "total_s", "prompt_tokens", "completion_tokens", "max_tokens", "finish_reason",
@@ -55,14 +56,17 @@ def judge_text(judged: dict | None) -> str | None:
                     for judge, j in judged.items())
 
 
-SUMMARY_HEADERS = ("MODEL", "ANSWERED", "FAILED", "COSINE MEAN", "95% CI", "MEDIAN", "CHECKS",
+SUMMARY_HEADERS = ("MODEL", "ANSWERED", "FAILED", "COSINE MEAN", "95% CI", "MEDIAN",
+                   "GROUNDED", "ANS REL", "CTX REL", "CHECKS",
                    "JUDGE", "LATENCY P50", "P95", "TTFT P50", "TOKENS/S", "SPEEDUP",
                    "PROMPT TOK", "NEW TOK", "CUT", "QUANT", "PEAK MEM")
 
 
 def summary_rows(report: dict) -> list[tuple]:
     return [(s["model"], s["answered"], s["failed"], number(s["cosine_mean"]), interval(s),
-             number(s["cosine_median"]), checks_cell(s), judge_cell(s),
+             number(s["cosine_median"]), number(s.get("groundedness_mean"), 2),
+             number(s.get("answer_relevance_mean"), 2),
+             number(s.get("context_relevance_mean"), 2), checks_cell(s), judge_cell(s),
              number(s["latency_p50_s"], 2) + " s",
              number(s["latency_p95_s"], 2) + " s", number(s["ttft_p50_s"], 2) + " s",
              number(s["tokens_per_s"], 1), number(s["speedup_vs_slowest"], 2) + "x",

@@ -13,6 +13,10 @@ HIGHER_IS_BETTER = {
     "cosine_median": "cosine_median",
     "answered": "answered_share",
     "checks": "checks_pass_rate",  # share of checked answers passing all their checks
+    # reference-free: need no reference answer
+    "groundedness": "groundedness_mean",
+    "answer_relevance": "answer_relevance_mean",
+    "context_relevance": "context_relevance_mean",
     "tokens_per_s": "tokens_per_s",
     "hit_rate": "batch:hit_rate",
     "mrr": "batch:mrr",

@@ -3,7 +3,9 @@ one that meets a machine's limits with the best accuracy, with the figures behin
 
 Works on the per-run summaries of a batch (one run per model) or of a comparison (one run per
 batch and model): `label` names the key that identifies a run in the summaries and in the paired
-differences. Accuracy is the mean cosine; latency the median response time; memory the pool's
+differences. Accuracy is the mean cosine against the reference answers; a batch without
+references is ranked by mean groundedness instead (the share of each answer's sentences its
+contexts support), and says so. Latency is the median response time; memory the pool's
 measured peak resident memory, or the model file's size where no peak was measured (labelled
 "estimated")."""
 
@@ -55,25 +57,36 @@ class Limits:
         return ", ".join(parts) or "no limits"
 
 
+def accuracy_metric(summary: list[dict]) -> str:
+    """cosine where some run has references to be scored against; groundedness otherwise."""
+    if any(s.get("cosine_mean") is not None for s in summary):
+        return "cosine"
+    if any(s.get("groundedness_mean") is not None for s in summary):
+        return "groundedness"
+    return "cosine"
+
+
 @dataclass(frozen=True)
 class Run:
-    """The three figures of one run, as the recommendation compares them."""
+    """The three figures of one run, as the recommendation compares them. `cosine` holds the
+    accuracy measure named by `metric` (cosine, or groundedness without references)."""
     label: str
     cosine: float
     cosine_ci95: tuple[float, float] | None
     latency_s: float | None
     memory_bytes: int | None
     memory_estimated: bool
+    metric: str = "cosine"
 
     @classmethod
-    def of(cls, summary: dict, label: str) -> Run | None:
-        if summary.get("cosine_mean") is None:
+    def of(cls, summary: dict, label: str, metric: str = "cosine") -> Run | None:
+        if summary.get(f"{metric}_mean") is None:
             return None  # nothing scored: no accuracy to weigh
         peak = summary.get("peak_rss_bytes")
         size = summary.get("model_size")
-        ci = summary.get("cosine_ci95")
-        return cls(summary[label], summary["cosine_mean"], tuple(ci) if ci else None,
-                   summary.get("latency_p50_s"), peak or size, not peak and bool(size))
+        ci = summary.get(f"{metric}_ci95")
+        return cls(summary[label], summary[f"{metric}_mean"], tuple(ci) if ci else None,
+                   summary.get("latency_p50_s"), peak or size, not peak and bool(size), metric)
 
     def memory_text(self) -> str:
         if self.memory_bytes is None:
@@ -87,7 +100,7 @@ class Run:
         latency = f"{self.latency_s:.2f} s" if self.latency_s is not None else "unknown"
         memory = self.memory_text()
         memory = memory if self.memory_bytes is None else f"memory {memory}"
-        return f"cosine {self.cosine:.3f}{ci}, median latency {latency}, {memory}"
+        return f"{self.metric} {self.cosine:.3f}{ci}, median latency {latency}, {memory}"
 
 
 def _gib(size: int) -> str:
@@ -128,21 +141,25 @@ def _shortfalls(run: Run, limits: Limits) -> list[str]:
             out.append("latency unknown")
         elif run.latency_s > limits.max_latency_s:
             out.append(f"median latency {run.latency_s:.2f} s > {limits.max_latency_s:g} s")
-    if limits.min_cosine is not None and run.cosine < limits.min_cosine:
+    if limits.min_cosine is not None and run.metric != "cosine":
+        out.append("no cosine (no reference answers)")
+    elif limits.min_cosine is not None and run.cosine < limits.min_cosine:
         out.append(f"cosine {run.cosine:.3f} < {limits.min_cosine:g}")
     return out
 
 
-def _paired(paired: list[dict], a: str, b: str) -> tuple[float, tuple[float, float] | None] | None:
-    """Mean cosine difference a - b over the questions both answered, with its interval."""
+def _paired(paired: list[dict], a: str, b: str,
+            metric: str = "cosine") -> tuple[float, tuple[float, float] | None] | None:
+    """Mean difference a - b of the metric over the questions both answered, with its
+    interval."""
     for p in paired:
-        if p.get("cosine_diff_mean") is None:
+        if p.get(f"{metric}_diff_mean") is None:
             continue
-        ci = p.get("cosine_diff_ci95")
+        ci = p.get(f"{metric}_diff_ci95")
         if (p["model_a"], p["model_b"]) == (a, b):
-            return p["cosine_diff_mean"], tuple(ci) if ci else None
+            return p[f"{metric}_diff_mean"], tuple(ci) if ci else None
         if (p["model_a"], p["model_b"]) == (b, a):
-            return -p["cosine_diff_mean"], (-ci[1], -ci[0]) if ci else None
+            return -p[f"{metric}_diff_mean"], (-ci[1], -ci[0]) if ci else None
     return None
 
 
@@ -151,7 +168,8 @@ def recommend(summary: list[dict], paired: list[dict], limits: Limits,
     """The Pareto front, the runs that meet the limits, the best of them by accuracy, and
     the runs whose accuracy is within noise of it (paired interval including 0), with what
     each of those saves. `choice` is None when no run meets the limits."""
-    runs = [r for r in (Run.of(s, label) for s in summary) if r]
+    metric = accuracy_metric(summary)
+    runs = [r for r in (Run.of(s, label, metric) for s in summary) if r]
     excluded = {r.label: _shortfalls(r, limits) for r in runs}
     eligible = [r for r in runs if not excluded[r.label]]
     choice = max(eligible, key=lambda r: r.cosine, default=None)
@@ -160,18 +178,19 @@ def recommend(summary: list[dict], paired: list[dict], limits: Limits,
         for other in eligible:
             if other is choice:
                 continue
-            diff = _paired(paired, choice.label, other.label)
+            diff = _paired(paired, choice.label, other.label, metric)
             if diff and diff[1] and diff[1][0] <= 0 <= diff[1][1]:
-                within_noise.append({"run": other.label, "cosine_diff": diff[0],
-                                     "cosine_diff_ci95": list(diff[1]),
+                within_noise.append({"run": other.label, f"{metric}_diff": diff[0],
+                                     f"{metric}_diff_ci95": list(diff[1]),
                                      "saves": _savings(choice, other)})
     return {
+        "metric": metric,
         "limits": limits.describe(),
         "pareto_front": [_as_dict(r) for r in pareto_front(runs)],
         "choice": _as_dict(choice) if choice else None,
         "within_noise": within_noise,
         "excluded": {k: v for k, v in excluded.items() if v},
-        "unscored": [s[label] for s in summary if s.get("cosine_mean") is None],
+        "unscored": [s[label] for s in summary if s.get(f"{metric}_mean") is None],
     }
 
 
@@ -186,8 +205,8 @@ def _savings(choice: Run, other: Run) -> list[str]:
 
 
 def _as_dict(run: Run) -> dict:
-    return {"run": run.label, "cosine_mean": run.cosine,
-            "cosine_ci95": list(run.cosine_ci95) if run.cosine_ci95 else None,
+    return {"run": run.label, f"{run.metric}_mean": run.cosine,
+            f"{run.metric}_ci95": list(run.cosine_ci95) if run.cosine_ci95 else None,
             "latency_p50_s": run.latency_s, "memory_bytes": run.memory_bytes,
             "memory_estimated": run.memory_estimated, "figures": run.figures()}
 
@@ -196,13 +215,17 @@ def lines(result: dict) -> list[str]:
     """The recommendation in plain sentences, choice first."""
     out = []
     choice = result["choice"]
+    metric = result.get("metric", "cosine")
+    if metric != "cosine":
+        out.append(f"Ranked by {metric}: the answers have no reference answers to score "
+                   "cosine against (the share of each answer's sentences its contexts support).")
     if choice:
         out.append(f"Recommended ({result['limits']}): {choice['run']}: {choice['figures']}.")
         for near in result["within_noise"]:
-            lo, hi = near["cosine_diff_ci95"]
+            lo, hi = near[f"{metric}_diff_ci95"]
             saves = f"; {near['run']} is {' and '.join(near['saves'])}" if near["saves"] else ""
-            out.append(f"Within noise: {choice['run']} - {near['run']} cosine "
-                       f"{near['cosine_diff']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}): the "
+            out.append(f"Within noise: {choice['run']} - {near['run']} {metric} "
+                       f"{near[f'{metric}_diff']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}): the "
                        f"questions cannot tell them apart{saves}.")
     else:
         out.append(f"No model meets the limits ({result['limits']}).")

@@ -28,6 +28,16 @@ def _percentile(values, q: float) -> float | None:
     return float(np.percentile(values, q)) if len(values) else None
 
 
+REFERENCE_FREE = ("groundedness", "answer_relevance", "context_relevance")
+# the accuracy measures compared question by question between models
+PAIRED_METRICS = ("cosine", "groundedness")
+
+
+def _ci(values: list) -> list[float] | None:
+    ci = bootstrap_ci([v for v in values if v is not None])
+    return list(ci) if ci else None
+
+
 def _mean(values: list) -> float | None:
     known = [v for v in values if v is not None]
     return float(np.mean(known)) if known else None
@@ -57,6 +67,9 @@ def model_summary(model: str, results: list[dict]) -> dict:
         "cosine_mean": float(np.mean(scored)) if scored else None,
         "cosine_ci95": list(ci) if ci else None,
         "cosine_median": float(np.median(scored)) if scored else None,
+        # reference-free (shared.pipeline.reference_free): every answer has them
+        **{f"{name}_mean": _mean([r.get(name) for r in ok]) for name in REFERENCE_FREE},
+        "groundedness_ci95": _ci([r.get("groundedness") for r in ok]),
         "checked": len(checked),
         "checks_pass_rate": sum(checked) / len(checked) if checked else None,
         "judges": judge_means(ok),
@@ -166,15 +179,22 @@ def low_score_causes(results: list[dict]) -> dict:
 
 def paired_differences(by_model: dict[str, list[dict]]) -> list[dict]:
     """For each pair of models, the mean of (cosine A - cosine B) over the questions both
-    answered with a score, with its bootstrap interval: the fair accuracy comparison."""
-    scores = {m: {r["question_id"]: r["cosine"] for r in rs if r.get("cosine") is not None}
-              for m, rs in by_model.items()}
+    answered with a score, with its bootstrap interval: the fair accuracy comparison; the same
+    for groundedness, which needs no reference (`questions` counts the cosine pairs)."""
     pairs = []
     for a, b in combinations(by_model, 2):
-        common = sorted(scores[a].keys() & scores[b].keys())
-        diffs = [scores[a][q] - scores[b][q] for q in common]
-        ci = bootstrap_ci(diffs)
-        pairs.append({"model_a": a, "model_b": b, "questions": len(common),
-                      "cosine_diff_mean": float(np.mean(diffs)) if diffs else None,
-                      "cosine_diff_ci95": list(ci) if ci else None})
+        pair = {"model_a": a, "model_b": b}
+        for metric in PAIRED_METRICS:
+            scores = {m: {r["question_id"]: r[metric] for r in by_model[m]
+                          if r.get(metric) is not None} for m in (a, b)}
+            common = sorted(scores[a].keys() & scores[b].keys())
+            diffs = [scores[a][q] - scores[b][q] for q in common]
+            ci = bootstrap_ci(diffs)
+            if metric == "cosine":
+                pair["questions"] = len(common)
+            else:
+                pair[f"{metric}_questions"] = len(common)
+            pair[f"{metric}_diff_mean"] = float(np.mean(diffs)) if diffs else None
+            pair[f"{metric}_diff_ci95"] = list(ci) if ci else None
+        pairs.append(pair)
     return pairs

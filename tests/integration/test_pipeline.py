@@ -208,7 +208,9 @@ def test_each_step_stores_every_pair_once_and_duplicates_change_nothing(redis_cl
 
     assert answering.retrieve_unit(client, cache, embedder, "b-test", "u2") == MODELS
     for model in MODELS:
-        assert answer(client, engines[model], unit="u2", model=model) == []  # no reference
+        # no reference: no cosine, but the reference-free scores, in the scoring step too
+        assert answer(client, engines[model], unit="u2", model=model) == ["q3"]
+        assert answering.score_result(client, embedder, "b-test", "q3", "u2", model)
 
     batch = batch_store.get(client, "b-test")
     assert (batch["completed"], batch["failed"], batch["status"]) == (6, 0, "completed")
@@ -222,6 +224,9 @@ def test_each_step_stores_every_pair_once_and_duplicates_change_nothing(redis_cl
     assert scored["load_s"] == 0.5 and scored["quantization"] == "Q4_1"
     assert 0 < scored["pool_rss_bytes"] <= scored["pool_peak_rss_bytes"]  # this process's
     assert results[("q3", "big")]["cosine"] is None and results[("q3", "big")]["error"] is None
+    for result in results.values():  # every answer, with or without a reference
+        assert 0 <= result["groundedness"] <= 1 and result["answer_relevance"] is not None
+        assert result["context_relevance"] is not None
     assert cache.loads == 1  # one load of the version for every retrieval of the process
 
 
@@ -257,7 +262,8 @@ def test_cancel_settles_every_open_pair_and_keeps_finished_ones(redis_client, co
                                                                 model_file):
     make_batch(redis_client, collection)
     answering.retrieve_unit(redis_client, index_cache(redis_client), WordEmbedder(), "b-test", "u2")
-    answer(redis_client, ScriptedEngine(model_file), unit="u2")
+    assert answer(redis_client, ScriptedEngine(model_file), unit="u2") == ["q3"]
+    assert answering.score_result(redis_client, WordEmbedder(), "b-test", "q3", "u2", "small")
     assert batch_store.cancel(redis_client, "b-test") == "cancelled"
     found = outcomes(redis_client, "b-test")
     assert found.pop(("q3", "small")) == "completed"

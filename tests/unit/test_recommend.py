@@ -123,3 +123,40 @@ def test_latencies(text, expected):
 def test_bad_limits_are_one_line_usage_errors(parse, text):
     with pytest.raises(UsageError, match=text):
         parse(text)
+
+
+def test_without_references_it_ranks_by_groundedness_and_says_so():
+    def unreferenced(model, grounded, latency, peak):
+        return {"model": model, "cosine_mean": None, "groundedness_mean": grounded,
+                "groundedness_ci95": None, "latency_p50_s": latency, "peak_rss_bytes": peak}
+
+    runs = [unreferenced("big", 0.9, 9.0, 6 * GIB), unreferenced("small", 0.86, 1.0, 1 * GIB)]
+    paired = [{"model_a": "big", "model_b": "small", "questions": 0, "cosine_diff_mean": None,
+               "cosine_diff_ci95": None, "groundedness_diff_mean": 0.04,
+               "groundedness_diff_ci95": [-0.02, 0.1]}]
+    result = recommend.recommend(runs, paired, Limits(max_memory_bytes=8 * GIB))
+    assert result["metric"] == "groundedness" and result["unscored"] == []
+    assert result["choice"]["run"] == "big"
+    assert result["choice"]["groundedness_mean"] == 0.9
+    assert result["within_noise"][0]["run"] == "small"
+    text = "\n".join(recommend.lines(result))
+    assert text.startswith("Ranked by groundedness: the answers have no reference answers")
+    assert "groundedness 0.900" in text and "big - small groundedness +0.040" in text
+    # a cosine floor cannot be met without references: said, not ignored
+    floor = recommend.recommend(runs, paired, Limits(min_cosine=0.5))
+    assert floor["choice"] is None
+    assert floor["excluded"]["big"] == ["no cosine (no reference answers)"]
+
+
+def test_paired_differences_carry_groundedness_where_cosine_is_missing():
+    results = [{"model": m, "question_id": q, "cosine": None, "groundedness": g,
+                "response_s": 1.0, "ttft_s": 0.5, "generation_s": 0.5, "completion_tokens": 5,
+                "error": None}
+               for m, scores in (("a", (1.0, 0.5)), ("b", (0.5, 0.5)))
+               for q, g in zip(("q1", "q2"), scores)]
+    out = summarize(results, ["a", "b"])
+    (pair,) = out["paired"]
+    assert pair["questions"] == 0 and pair["cosine_diff_mean"] is None
+    assert pair["groundedness_questions"] == 2
+    assert pair["groundedness_diff_mean"] == pytest.approx(0.25)
+    assert out["summary"][0]["groundedness_mean"] == pytest.approx(0.75)
