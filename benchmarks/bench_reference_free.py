@@ -53,11 +53,12 @@ def load_set(folder) -> tuple[dict, list[dict]]:
     return pages, rows
 
 
-def best_similarity(embedder, texts: list[str], pool: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Per text, the best cosine to a text of the pool and which one it was."""
+def best_similarity(embedder, texts: list[str], pool: list[str]) -> tuple[np.ndarray, list]:
+    """Per text, the best cosine to a text of the pool, and every text of the pool with its
+    cosine."""
     vectors = embedder.embed(texts + pool)
     similarity = vectors[:len(texts)] @ vectors[len(texts):].T
-    return similarity.max(axis=1), [pool[i] for i in similarity.argmax(axis=1)]
+    return similarity.max(axis=1), [list(zip(pool, map(float, row))) for row in similarity]
 
 
 def youden(positive: list[float], negative: list[float]) -> dict:
@@ -100,8 +101,7 @@ def measure_set(embedder, name: str, seed: int) -> dict:
             found["claims"][label] += [float(b) for b in best]
             joined = " ".join(chunk_texts)
             found["rule"][label] += [
-                reference_free.sentence_supported(c, m, float(b), joined)
-                for c, m, b in zip(claims, matches, best)]
+                reference_free.sentence_supported(c, m, joined) for c, m in zip(claims, matches)]
         found["context"]["cited"].append(float(best_similarity(
             embedder, [row["question"]], cited_text)[0][0]))
         found["context"]["other"].append(float(best_similarity(
