@@ -67,14 +67,18 @@ def latency_box(report: dict) -> go.Figure:
 
 
 def _accuracy_against(report: dict, x_of, title: str, x_title: str) -> go.Figure:
-    """Mean cosine (with its 95% interval) of each model against one of its costs."""
-    summary = [s for s in report["summary"] if s["cosine_mean"] is not None and x_of(s)]
-    errors = [((s["cosine_ci95"] or [s["cosine_mean"]] * 2)[1] - s["cosine_mean"]) for s in summary]
+    """Mean accuracy (cosine, or groundedness without references; with its 95% interval) of
+    each model against one of its costs."""
+    metric = recommend.accuracy_metric(report["summary"])
+    mean, ci = f"{metric}_mean", f"{metric}_ci95"
+    summary = [s for s in report["summary"] if s.get(mean) is not None and x_of(s)]
+    errors = [((s.get(ci) or [s[mean]] * 2)[1] - s[mean]) for s in summary]
     figure = go.Figure(go.Scatter(
-        x=[x_of(s) for s in summary], y=[s["cosine_mean"] for s in summary],
+        x=[x_of(s) for s in summary], y=[s[mean] for s in summary],
         mode="markers+text", text=[s["model"] for s in summary], textposition="top center",
         marker={"size": 16}, error_y={"type": "data", "array": errors, "visible": True}))
-    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title="mean cosine", height=420)
+    figure.update_layout(title=title.replace("mean cosine", f"mean {metric}"),
+                         xaxis_title=x_title, yaxis_title=f"mean {metric}", height=420)
     return figure
 
 
@@ -96,12 +100,14 @@ def _recommendation(report: dict) -> str:
     advice = report.get("recommendation") or recommend.recommend(
         report["summary"], report["paired"], recommend.Limits())
     sentences = "".join(f"<p>{html.escape(line)}</p>" for line in recommend.lines(advice))
-    head = "".join(f"<th>{h}</th>" for h in ("model", "cosine mean", "95% CI",
+    metric = advice.get("metric", "cosine")
+    mean, ci = f"{metric}_mean", f"{metric}_ci95"
+    head = "".join(f"<th>{h}</th>" for h in ("model", f"{metric} mean", "95% CI",
                                              "median latency", "memory"))
     rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in (
-            r["run"], f"{r['cosine_mean']:.3f}",
-            f"{r['cosine_ci95'][0]:.3f}-{r['cosine_ci95'][1]:.3f}" if r["cosine_ci95"] else "-",
+            r["run"], f"{r[mean]:.3f}",
+            f"{r[ci][0]:.3f}-{r[ci][1]:.3f}" if r[ci] else "-",
             f"{r['latency_p50_s']:.2f} s" if r["latency_p50_s"] is not None else "-",
             exports.mib(r["memory_bytes"]) + (" (est.)" if r["memory_estimated"] else "")))
         + "</tr>" for r in advice["pareto_front"])
