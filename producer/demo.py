@@ -6,32 +6,64 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from producer import batch_client, fleet, ingest_client
+from producer import batch_client, fleet, generation_client, ingest_client, polling
 from producer.session import connect
 from shared.config import PROJECT_ROOT, Settings
 from shared.errors import RagfleetError
 from shared.llm.catalog import Catalog
 from shared.llm.requests import SamplingOverrides
+from shared.pipeline import question_generation
 from shared.report import collect, exports
 from shared.report import html as report_html
-from shared.state import jobs
+from shared.state import generations, jobs
 
 DATA = PROJECT_ROOT / "data" / "northwind"
 PDF = DATA / "Northwind_Standard_Benefits_Details.pdf"
 QUESTIONS = DATA / "standard_questions.jsonl"
 COLLECTION = "northwind-demo"
 MODELS = ["smollm2-135m", "gemma3-270m"]
+GENERATOR = "qwen2.5-coder-1.5b"  # installed on request: `ragfleet models pull`
+
+
+def default_generator(catalog: Catalog, settings: Settings, models: list[str]) -> str:
+    """The strongest model here to write questions: the 1.5B when it is installed."""
+    if catalog.get(GENERATOR).usable(settings.models_dir):
+        return GENERATOR
+    return models[-1]
+
+
+def generate_questions(client, app, catalog: Catalog, model: str, n: int, out: Path,
+                       say) -> Path:
+    """Questions written from the collection by `model`'s pool, as a user without an answer
+    key would have them (`ragfleet questions generate`)."""
+    job_id, job = generation_client.submit(app, client, catalog, COLLECTION, model, n, seed=0,
+                                           queue_anyway=False)
+    total = len(job["passages"])
+    polling.until_finished(lambda: {"settled": generations.settled(client, job_id)},
+                           lambda r: r["settled"] >= total, f"generation {job_id}")
+    job, kept, dropped, _ = generation_client.collect(client, job_id)
+    if not kept:
+        raise RagfleetError(f"{model} wrote no question that passed the filters "
+                            f"({dict(dropped)}); try a stronger --generator")
+    out.write_text(question_generation.questions_file(job_id, job, kept), encoding="utf-8")
+    why = ", ".join(f"{k} {v}" for k, v in dropped.most_common()) or "none"
+    say(f"    kept {len(kept)} of {total} items (dropped: {why}): {out}")
+    return out
 
 
 def run(settings: Settings, catalog: Catalog, questions: int, max_tokens: int, top_k: int,
-        say, on_batch_progress, models: list[str] | None = None) -> tuple[dict, Path]:
+        say, on_batch_progress, models: list[str] | None = None,
+        generator: str | None = None) -> tuple[dict, Path]:
+    """generator: write the questions with this model instead of using the bundled ones."""
     models = models or MODELS
-    say(f"1/4 fleet: embedded Redis, the cpu pool and pools of {', '.join(models)}")
-    fleet.up(settings, catalog, models, None, False, say=say)
+    pools = models + ([generator] if generator and generator not in models else [])
+    steps = 5 if generator else 4
+    say(f"1/{steps} fleet: embedded Redis, the cpu pool and pools of {', '.join(pools)}")
+    fleet.up(settings, catalog, pools, None, False, say=say)
     session = connect(settings)
     client, app = session.client, session.sender()
 
-    say(f"2/4 ingest {PDF.name} into collection {COLLECTION!r}")
+    say(f"2/{steps} ingest {PDF.name} into collection {COLLECTION!r}")
     job_id = ingest_client.submit(app, client, settings, [str(PDF)], COLLECTION, None, None)
     job = ingest_client.wait(client, job_id)
     if job["state"] == jobs.FAILED:
@@ -41,16 +73,22 @@ def run(settings: Settings, catalog: Catalog, questions: int, max_tokens: int, t
 
     subset = settings.data_path / "demo" / "questions.jsonl"
     subset.parent.mkdir(parents=True, exist_ok=True)
-    lines = QUESTIONS.read_text(encoding="utf-8").splitlines()[:questions]
-    subset.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    say(f"3/4 ask {len(lines)} questions to {', '.join(models)} "
+    if generator:
+        say(f"3/{steps} {generator} writes {questions} questions from the collection, no "
+            "answer key needed")
+        generate_questions(client, app, catalog, generator, questions, subset, say)
+        lines = subset.read_text(encoding="utf-8").splitlines()
+    else:
+        lines = QUESTIONS.read_text(encoding="utf-8").splitlines()[:questions]
+        subset.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    say(f"{steps - 1}/{steps} ask {len(lines)} questions to {', '.join(models)} "
         f"(top-k {top_k}, up to {max_tokens} new tokens each)")
     params = batch_client.batch_params(settings, top_k, 0.3, max_tokens, SamplingOverrides(), None)
     batch_id, _ = batch_client.submit(app, client, catalog, subset, COLLECTION, models, params,
                                       queue_anyway=False)
     batch_client.wait(client, batch_id, on_progress=on_batch_progress)
 
-    say("4/4 results")
+    say(f"{steps}/{steps} results")
     report = collect.build(client, batch_id)
     out = settings.data_path / "results" / batch_id
     out.mkdir(parents=True, exist_ok=True)

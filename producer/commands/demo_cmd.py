@@ -8,6 +8,7 @@ import click
 
 from producer.output import batch_progress, batch_summary, info
 from shared.config import load_settings
+from shared.errors import UsageError
 from shared.llm.catalog import load_fleet_catalog
 
 
@@ -19,16 +20,27 @@ from shared.llm.catalog import load_fleet_catalog
 @click.option("--model", "-m", "models", multiple=True, metavar="NAME",
               help="A model to compare (repeatable; default: the two bundled ones). The "
                    "study's: tinyllama-1.1b-chat and mistral-7b-instruct (`models pull` them).")
-def demo(n_questions, max_tokens, top_k, models):
+@click.option("--generate", "generate", is_flag=True,
+              help="No answer key: a model writes the questions from the PDF first "
+                   "(`ragfleet questions generate`), and the models are compared on them.")
+@click.option("--generator", metavar="NAME", default=None,
+              help="The model that writes the questions with --generate (default: "
+                   "qwen2.5-coder-1.5b when installed, else the last compared model).")
+def demo(n_questions, max_tokens, top_k, models, generate, generator):
     """The study end to end on the bundled Northwind PDF: SmolLM2 135M against Gemma 3 270M,
     or any models of the catalog."""
     from producer import demo as demo_run
 
     settings = load_settings()
-    report, out = demo_run.run(settings, load_fleet_catalog(settings), n_questions,
-                               max_tokens, top_k, say=info,
+    catalog = load_fleet_catalog(settings)
+    models = list(models) or demo_run.MODELS
+    if generator and not generate:
+        raise UsageError("--generator goes with --generate")
+    if generate:
+        generator = generator or demo_run.default_generator(catalog, settings, models)
+    report, out = demo_run.run(settings, catalog, n_questions, max_tokens, top_k, say=info,
                                on_batch_progress=batch_progress(sys.stderr.isatty()),
-                               models=list(models) or None)
+                               models=models, generator=generator)
     click.echo(batch_summary(report))
     click.echo(f"\nfull results: {out}/ (report.html, results.json, .csv, .md, seed.csv)")
     click.echo(f"more: ragfleet results {report['batch']['id']} --format json; "
