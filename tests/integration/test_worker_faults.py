@@ -38,8 +38,8 @@ def clauses(n: int) -> str:
 
 def send_answer(url: str, client, batch_id: str, context: str, max_tokens: int) -> str:
     """A one-question batch made directly in Redis (its context stored, no retrieval, no
-    reference: the answer is stored unscored), its answer task sent to the pool; returns the
-    task id."""
+    reference), its answer task sent to the pool; returns the task id. No cpu pool runs here:
+    the answer is stored by the model pool and its scoring task waits in the cpu queue."""
     batch_store.create(client, batch_id, {
         "collection": "facts", "version": 1, "models": [MODEL],
         "params": {"top_k": 1, "bm25_weight": 0.3, "max_tokens": max_tokens, "temperature": 0.0},
@@ -122,10 +122,11 @@ def test_down_lets_a_pool_finish_the_answer_it_is_generating(redis_url, tmp_path
         assert fleet.down(settings, say=said.append) == [fleet.pool_record_name(MODEL)]
         assert not record.alive()
         assert not any("did not finish" in line for line in said), said
-        # the answer was finished, stored and acknowledged before the pool exited
-        (result,) = batch_store.results(client, "b-down")
-        assert result["error"] is None and result["answer"], result
-        assert batch_store.get(client, "b-down")["status"] == "completed"
+        # the answer was finished, stored and acknowledged before the pool exited, and its
+        # scoring sent
+        answer = batch_store.answer(client, "b-down", "u1", MODEL)
+        assert answer is not None and answer["answer"], answer
+        assert client.llen("cpu") == 1
         assert client.llen(llm_queue(MODEL)) == 0 and client.hlen("unacked") == 0
         # the last worker to stop withdrew the limits: a fleet with new settings may start
         assert fleet_limits.published(client) is None
@@ -174,13 +175,12 @@ def test_a_dead_pools_task_is_answered_by_another_pool_long_before_the_visibilit
             process.send_signal(signal.SIGKILL)  # the whole pool, as if its host died
         holder.wait(10)
         # the visibility timeout is 660 s: only the live pool's sweep can bring it back this soon
-        final = wait_for(lambda: (b := batch_store.get(client, "b-takeover"))["status"]
-                         in batch_store.FINISHED and b, 240, what="the pair answered elsewhere")
+        answer = wait_for(lambda: batch_store.answer(client, "b-takeover", "u1", MODEL), 240,
+                          what="the pair answered elsewhere")
         recovered_s = time.monotonic() - died_at
-        (result,) = batch_store.results(client, "b-takeover")
-        assert result["error"] is None and result["answer"], result
-        assert result["worker"] == names[other.pid]
-        assert (final["status"], final["completed"]) == ("completed", 1)
+        assert answer["answer"] and answer["worker"] == names[other.pid], answer
+        assert batch_store.results(client, "b-takeover") == []  # nothing failed meanwhile
+        assert client.llen("cpu") == 1  # its scoring, sent once
         assert recovered_s < DEFAULT_LIMITS["visibility_timeout_s"]
         log = (tmp_path / f"pool{pools.index(other) + 1}.log").read_text()
         assert f"put back 1 task(s) of {names[holder.pid]}, gone from the registry" in log
@@ -203,12 +203,11 @@ def test_the_task_of_a_killed_pool_process_runs_next_not_behind_the_queue(redis_
             send_answer(redis_url, client, later, clauses(4), max_tokens=8)
         (child,) = psutil.Process(proc.pid).children()
         child.send_signal(signal.SIGKILL)
-        for batch_id in ("b-first", "b-second", "b-third"):
-            wait_for(lambda b=batch_id: batch_store.get(client, b)["status"]
-                     in batch_store.FINISHED, 240, what=f"{batch_id} settled")
-        started = {b: batch_store.results(client, b)[0]["started_at"]
+        answers = {b: wait_for(lambda b=b: batch_store.answer(client, b, "u1", MODEL), 240,
+                               what=f"{b} answered")
                    for b in ("b-first", "b-second", "b-third")}
+        started = {b: a["started_at"] for b, a in answers.items()}
         assert started["b-first"] < started["b-second"] < started["b-third"], started
-        assert batch_store.results(client, "b-first")[0]["error"] is None
+        assert batch_store.results(client, "b-first") == []  # not failed: answered
     finally:
         stop_process(proc)
