@@ -37,9 +37,8 @@ def compare_cmd(batch_ids, html_out, wanted, max_memory, max_latency, min_cosine
         _fail_without_choice(result)
         return
     click.echo(f"{len(result['summary'])} runs over the {result['questions']} questions "
-               "every run answered with a score")
-    click.echo(table(("RUN", "PROMPT", "COSINE MEAN", "95% CI", "MEDIAN", "LATENCY P50",
-                      "TOKENS/S", "PEAK MEM"), _rows(result)))
+               f"every run answered with a {result.get('metric', 'cosine')} score")
+    click.echo(table(HEADERS, _rows(result)))
     for line in exports.paired_lines(result):
         click.echo(line)
     for line in recommend.lines(result["recommendation"]) if "recommendation" in result else ():
@@ -53,16 +52,21 @@ def _fail_without_choice(result: dict) -> None:
         raise NoModelFits(f"no run meets the limits ({advice['limits']})")
 
 
+HEADERS = ("RUN", "PROMPT", "COSINE MEAN", "95% CI", "MEDIAN", "GROUNDED", "LATENCY P50",
+           "TOKENS/S", "NEW TOK", "CUT", "PEAK MEM")
+
+
 def _rows(result: dict) -> list[tuple]:
     return [(s["run"], s.get("prompt") or "-", exports.number(s["cosine_mean"]), exports.interval(s),
-             exports.number(s["cosine_median"]), exports.number(s["latency_p50_s"], 2) + " s",
-             exports.number(s["tokens_per_s"], 1), exports.mib(s.get("peak_rss_bytes")))
+             exports.number(s["cosine_median"]), exports.number(s.get("groundedness_mean"), 2),
+             exports.number(s["latency_p50_s"], 2) + " s", exports.number(s["tokens_per_s"], 1),
+             exports.number(s.get("completion_tokens_mean"), 0), exports.cut_cell(s),
+             exports.mib(s.get("peak_rss_bytes")))
             for s in result["summary"]]
 
 
 def _page(result: dict) -> str:
-    head = "".join(f"<th>{h}</th>" for h in ("run", "prompt", "cosine mean", "95% CI",
-                                             "median", "latency p50", "tokens/s", "peak memory"))
+    head = "".join(f"<th>{html.escape(h.lower())}</th>" for h in HEADERS)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
                    for row in _rows(result))
     pairs = "".join(f"<li>{html.escape(line)}</li>" for line in exports.paired_lines(result))

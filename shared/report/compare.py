@@ -1,7 +1,8 @@
 """`ragfleet compare B1 B2 ...`: the same questions across batches (other models, days, machines
 or settings). Each (batch, model) is a run; runs are summarised side by side over the questions
 every run answered with a score, and each pair of runs gets the paired difference in cosine with
-its bootstrap interval (the fair comparison: same questions, same references)."""
+its bootstrap interval (the fair comparison: same questions, same references). Batches without
+references are compared the same way on groundedness, which needs none."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ def build(reports: list[dict]) -> dict:
             meta[label] = {"batch": batch["id"], "model": model,
                            "collection": f"{batch['collection']} v{batch['version']}",
                            "created_at": batch["created_at"]}
-    scored = [{r["question_id"] for r in results if r.get("cosine") is not None}
+    metric = "cosine" if any(r.get("cosine") is not None for results in runs.values()
+                             for r in results) else "groundedness"
+    scored = [{r["question_id"] for r in results if r.get(metric) is not None}
               for results in runs.values()]
     common = set.intersection(*scored) if scored else set()
     if not common:
@@ -37,5 +40,5 @@ def build(reports: list[dict]) -> dict:
                  for label, results in runs.items()}
     summary = [{**meta[label], **model_summary(label, results), "run": label}
                for label, results in on_common.items()]
-    return {"questions": len(common), "summary": summary,
+    return {"questions": len(common), "metric": metric, "summary": summary,
             "paired": paired_differences(on_common)}

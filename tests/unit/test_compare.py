@@ -44,3 +44,19 @@ def test_a_comparison_recommends_a_run_by_its_label():
                                  label="run")
     assert advice["choice"]["run"] == "b-tue:small"
     assert advice["within_noise"] == []  # every question better on Tuesday
+
+
+def test_batches_without_references_are_compared_on_groundedness():
+    def grounded(batch_id, by_q):
+        made = report(batch_id, {"m": {q: None for q in by_q}})
+        for r in made["results"]:
+            r["groundedness"] = by_q[r["question_id"]]
+        return made
+
+    result = compare.build([grounded("b-a", {"q1": 1.0, "q2": 0.5}),
+                            grounded("b-b", {"q1": 0.5, "q2": 0.5, "q3": 0.0})])
+    assert result["metric"] == "groundedness" and result["questions"] == 2
+    (pair,) = result["paired"]
+    assert pair["groundedness_diff_mean"] == pytest.approx(0.25)
+    by_run = {s["run"]: s for s in result["summary"]}
+    assert by_run["b-b:m"]["groundedness_mean"] == pytest.approx(0.5)  # q3 left out
