@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from producer import batch_client, fleet, generation_client, ingest_client, polling
+from producer import batch_client, fleet, generation_client, ingest_client
 from producer.session import connect
 from shared.config import PROJECT_ROOT, Settings
 from shared.errors import RagfleetError
@@ -15,7 +15,7 @@ from shared.llm.requests import SamplingOverrides
 from shared.pipeline import question_generation
 from shared.report import collect, exports
 from shared.report import html as report_html
-from shared.state import generations, jobs
+from shared.state import jobs
 
 DATA = PROJECT_ROOT / "data" / "northwind"
 PDF = DATA / "Northwind_Standard_Benefits_Details.pdf"
@@ -39,8 +39,7 @@ def generate_questions(client, app, catalog: Catalog, model: str, n: int, out: P
     job_id, job = generation_client.submit(app, client, catalog, COLLECTION, model, n, seed=0,
                                            queue_anyway=False)
     total = len(job["passages"])
-    polling.until_finished(lambda: {"settled": generations.settled(client, job_id)},
-                           lambda r: r["settled"] >= total, f"generation {job_id}")
+    generation_client.wait(client, job_id, total)
     job, kept, dropped, _ = generation_client.collect(client, job_id)
     if not kept:
         raise RagfleetError(f"{model} wrote no question that passed the filters "

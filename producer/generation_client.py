@@ -10,6 +10,7 @@ from pathlib import Path
 import redis
 
 from broker.queues import GENERATE_TASK, llm_queue
+from producer import polling
 from producer.batch_client import check_pools
 from shared.errors import UsageError
 from shared.llm.catalog import Catalog
@@ -39,6 +40,14 @@ def submit(app, client: redis.Redis, catalog: Catalog, collection: str, model: s
     for index in range(len(passages)):
         app.send_task(GENERATE_TASK, args=[job_id, index], queue=llm_queue(model))
     return job_id, job
+
+
+def wait(client: redis.Redis, job_id: str, total: int, on_progress=None,
+         timeout_s: float | None = None) -> None:
+    """Until every one of the job's `total` passages has its item (or its failure)."""
+    polling.until_finished(lambda: {"settled": generations.settled(client, job_id)},
+                           lambda r: r["settled"] >= total, f"generation {job_id}",
+                           on_progress=on_progress, timeout_s=timeout_s)
 
 
 def collect(client: redis.Redis, job_id: str) -> tuple[dict, list[dict], Counter, int]:

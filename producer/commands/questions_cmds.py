@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from producer import generation_client, polling
+from producer import generation_client
 from producer.commands.batch_cmds import timeout_option
 from producer.output import emit_json, info, json_option, write_file
 from producer.session import connect
@@ -24,19 +24,9 @@ def questions() -> None:
     """Questions files written from your documents."""
 
 
-output_options = [
-    click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-                 help="The questions file (JSONL) to write. Default: JOB.jsonl here."),
-    click.option("--force", is_flag=True, help="Replace the output file if it exists."),
-]
-
-
-def _with(options):
-    def apply(command):
-        for option in reversed(options):
-            command = option(command)
-        return command
-    return apply
+output_option = click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+                             help="The questions file (JSONL) to write. Default: JOB.jsonl here.")
+force_option = click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 
 
 @questions.command("generate")
@@ -47,7 +37,8 @@ def _with(options):
               help="Questions to keep (more passages are sampled: the filters drop some).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Which passages are sampled: the same seed, collection and -n, the same ones.")
-@_with(output_options)
+@output_option
+@force_option
 @click.option("--queue-anyway", is_flag=True, help="Queue the work with no running pool.")
 @click.option("--wait/--no-wait", default=None,
               help="Wait and write the file (default: when stdout is a terminal); without "
@@ -82,7 +73,8 @@ def generate(collection, model, count, seed, output, force, queue_anyway, wait, 
 
 @questions.command("collect")
 @click.argument("job_id", metavar="JOB")
-@_with(output_options)
+@output_option
+@force_option
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait for the items still being written.")
 @timeout_option
@@ -105,9 +97,7 @@ def _wait(client, job_id: str, total: int, timeout: int | None) -> None:
         if terminal:
             click.echo(f"\r  {record['settled']}/{total} passages done\x1b[K", err=True, nl=False)
 
-    polling.until_finished(lambda: {"settled": generations.settled(client, job_id)},
-                           lambda r: r["settled"] >= total, f"generation {job_id}",
-                           on_progress=show, timeout_s=timeout)
+    generation_client.wait(client, job_id, total, on_progress=show, timeout_s=timeout)
     if terminal:
         click.echo("", err=True)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from shared.retrieval.indexes import tokenize
+from shared.retrieval.indexes import tokenize as words  # lower case, punctuation out
 
 REASONS = ("failed", "unparsed", "truncated", "too short", "refers to the passage",
            "copies the passage", "answer not in the passage", "duplicate")
@@ -31,10 +31,6 @@ STOPWORDS = frozenset("""a an and are as at be been by can do does for from has 
 into is it its may of on or that the their there these this to was what when where which who
 why will with would you your about any all also more most not no other such than then they
 under up what""".split())
-
-
-def words(text: str) -> list[str]:
-    return tokenize(text)
 
 
 def content_words(text: str) -> set[str]:
