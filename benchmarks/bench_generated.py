@@ -3,8 +3,9 @@ model installed offline writes a question set (`ragfleet questions generate`), e
 model answers it and the set's 50 questions written by people, and the two verdicts are put
 side by side: each model's mean score with its interval, the order of the models (the paired
 difference with its interval) and the retrieval hit rate at 4 (generated questions cite the
-page they were written from). Writes benchmarks/results/generated_sets.json and the generated
-files, benchmarks/results/generated_DOCS.jsonl, for a person to read.
+page they were written from). Writes benchmarks/results/generated_sets.json; the generated
+files stay in the fleet's data directory, .ragfleet/bench-generated/generated_DOCS.jsonl, for a
+person to read (not in the repository: the Galaxy S10 manual's text may not be copied into it).
 
     python -m benchmarks.bench_generated [--docs northwind,galaxy-s10] [--questions 50]
         [--generator qwen2.5-coder-1.5b] [--models smollm2-135m,gemma3-270m] [--max-tokens 128]
@@ -31,8 +32,6 @@ from broker import connection
 from shared.config import Settings
 from shared.report.stats import bootstrap_ci
 from shared.state import batch_store
-
-RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 
 
 def ask(env: dict, questions: Path, collection: str, models: list[str], max_tokens: int) -> str:
@@ -125,7 +124,7 @@ def main() -> None:
             generated_batches = {}
             for docs in doc_sets:
                 started, job = jobs[docs]
-                out = RESULTS / f"generated_{docs}.jsonl"
+                out = data_dir / f"generated_{docs}.jsonl"
                 report = json.loads(ragfleet(env, "questions", "collect", job, "-o", str(out),
                                              "--force", "--json"))
                 report["wall_s"] = round(time.monotonic() - started, 1)  # shared with asking
