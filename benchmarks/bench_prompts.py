@@ -1,0 +1,151 @@
+"""Answers that end when they are complete: which prompt wording gives the best mean cosine in
+the fewest new tokens, on every document set named (Northwind and the Galaxy S10 manual by
+default, their 50 questions written by people), and how many answers each leaves cut.
+
+Each variant is a prompt template (written to the fleet's prompts.toml) asked with the same
+model, retrieval and max_tokens as the others, one batch at a time on one fleet per document
+set. Per variant: mean cosine with its interval, the paired difference from the study's prompt,
+mean new tokens, answers cut at max_tokens, answers ending mid-sentence, seconds per question,
+and what trimming each cut answer back to its last complete sentence does to its cosine.
+Writes benchmarks/results/prompts.json.
+
+    python -m benchmarks.bench_prompts [--docs northwind,galaxy-s10] [--questions 50]
+        [--model smollm2-135m] [--max-tokens 256] [--variants study,concise,brief,sentences]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import machine
+from benchmarks.bench_overhead import PROJECT_ROOT, fleet_env, ragfleet
+from benchmarks.bench_study import DOCS, questions_file
+from broker import connection
+from shared.config import Settings
+from shared.pipeline.answering import similarity
+from shared.pipeline.questions import split_citations
+from shared.report.stats import bootstrap_ci
+from shared.retrieval.embeddings import get_embedder
+from shared.state import batch_store
+
+STUDY_SYSTEM = ("You are a friendly chatbot who always responds in a precise manner. If answer "
+                "is unknown to you, you will politely say so.\\nUse the following context to "
+                "answer the question below:\\n{context}")
+# Candidates: the study's prompt with a length instruction in the system turn, or after the
+# question (small models heed the last thing they read), or a plain instruction of our own.
+VARIANTS = {
+    "concise": {"system": STUDY_SYSTEM + "\\nAnswer concisely, in complete sentences."},
+    "brief": {"system": STUDY_SYSTEM,
+              "user": "{question}\\nAnswer in one to three complete sentences."},
+    "sentences": {"system": "Answer the question using only this context:\\n{context}\\n"
+                            "If the context does not contain the answer, say so.",
+                  "user": "{question}\\nAnswer in at most three sentences."},
+}
+SENTENCE_END = (".", "!", "?", ")", '"', "'")
+
+
+def prompts_toml(names: list[str]) -> str:
+    lines = []
+    for name in names:
+        if name not in VARIANTS:
+            continue  # a built-in template
+        lines.append(f"[prompts.{name}]")
+        lines += [f'{field} = "{text}"' for field, text in VARIANTS[name].items()]
+    return "\n".join(lines) + "\n"
+
+
+def last_sentence(text: str) -> str:
+    """A cut answer trimmed back to its last complete sentence (itself if it has none)."""
+    cut = max(text.rfind(end) for end in (". ", "! ", "? ", ".\n", "!\n", "?\n"))
+    return text[:cut + 1] if cut > 0 else text
+
+
+def variant_figures(env: dict, client, batch_id: str, wall_s: float, embedder) -> dict:
+    report = json.loads(ragfleet(env, "results", batch_id, "--format", "json"))
+    row = report["summary"][0]
+    results = batch_store.results(client, batch_id)
+    cut = [r for r in results if r.get("finish_reason") == "length"]
+    trimmed = []
+    for r in cut:
+        reference, _ = split_citations(r["reference"])
+        trimmed.append(similarity(embedder, last_sentence(r["answer"]), reference) - r["cosine"])
+    return {"batch": batch_id, "cosine_mean": row["cosine_mean"],
+            "cosine_ci95": row["cosine_ci95"],
+            "completion_tokens_mean": row["completion_tokens_mean"],
+            "prompt_tokens_mean": row["prompt_tokens_mean"], "cut": len(cut),
+            "mid_sentence": sum(not (r.get("answer") or "").rstrip().endswith(SENTENCE_END)
+                                for r in results),
+            "seconds_per_question": wall_s / len(results),
+            "latency_p50_s": row["latency_p50_s"],
+            "trimmed_cut_cosine_change_mean": sum(trimmed) / len(trimmed) if trimmed else None,
+            "cosines": {r["question_id"]: r["cosine"] for r in results}}
+
+
+def paired(base: dict, other: dict) -> dict:
+    diffs = [other["cosines"][q] - c for q, c in base["cosines"].items()
+             if q in other["cosines"]]
+    return {"diff_mean": sum(diffs) / len(diffs), "ci95": bootstrap_ci(diffs)}
+
+
+def one_set(docs: str, args, variants: list[str], embedder) -> dict:
+    data_dir = PROJECT_ROOT / ".ragfleet" / f"bench-prompts-{docs}"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    (data_dir / "prompts.toml").write_text(prompts_toml(variants))
+    env = fleet_env(data_dir)
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        questions = Path(tmp) / "questions.jsonl"
+        questions_file(DOCS[docs], args.questions, questions)
+        ragfleet(env, "up", "--model", args.model, "--threads", str(args.threads))
+        try:
+            ragfleet(env, "ingest", *map(str, sorted(DOCS[docs].glob("*.pdf"))), "-c", docs,
+                     "--wait")
+            _, client = connection.connect(Settings(data_dir=data_dir))
+            for name in variants:
+                started = time.perf_counter()
+                batch = json.loads(ragfleet(env, "ask", str(questions), "-c", docs,
+                                            "-m", args.model, "--prompt", name,
+                                            "--max-tokens", str(args.max_tokens),
+                                            "--top-k", "4", "--wait", "--json"))["batch"]
+                runs[name] = variant_figures(env, client, batch, time.perf_counter() - started,
+                                             embedder)
+                print(docs, name, {k: v for k, v in runs[name].items() if k != "cosines"},
+                      flush=True)
+        finally:
+            ragfleet(env, "down")
+    base = runs[variants[0]]
+    for name in variants[1:]:
+        runs[name]["vs_" + variants[0]] = paired(base, runs[name])
+    for run in runs.values():
+        run.pop("cosines")
+    return runs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--docs", default="northwind,galaxy-s10")
+    parser.add_argument("--questions", type=int, default=50)
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--variants", default="study," + ",".join(VARIANTS),
+                        help="prompt names, the first the one the others are compared with")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    variants = args.variants.split(",")
+    embedder = get_embedder()
+    sets = {docs: one_set(docs, args, variants, embedder) for docs in args.docs.split(",")}
+    machine.write("prompts", {"model": args.model, "max_tokens": args.max_tokens, "top_k": 4,
+                              "questions": args.questions, "variants": {
+                                  n: VARIANTS.get(n, "built-in") for n in variants},
+                              "sets": sets})
+
+
+if __name__ == "__main__":
+    main()
