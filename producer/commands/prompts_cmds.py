@@ -1,6 +1,6 @@
 """`ragfleet prompts [show NAME]`: the prompt templates a batch can use (`ask --prompt NAME`).
 Yours go in DATA_DIR/prompts.toml as [prompts.NAME] tables (system, user, separator,
-user_without_context, version, description), over the built-in ones."""
+user_without_context, context_order, version, description), over the built-in ones."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def prompts_show(name, as_json):
         return
     click.echo(f"{template.label}: {template.description}")
     click.echo(f"--- system\n{template.system}\n--- user\n{template.user}")
-    click.echo(f"--- contexts joined by {template.separator!r}")
+    click.echo(f"--- contexts joined by {template.separator!r}, "
+               f"{template.context_order.replace('_', ' ')}")
 
 
 COMMANDS = (prompts,)

@@ -13,6 +13,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -46,6 +47,9 @@ class PromptTemplate(BaseModel):
     user_without_context: str | None = Field(
         default=None, description="the user turn when retrieval found nothing (default: user)")
     separator: str = "\n\n"
+    # Contexts arrive ranked best first. best_last puts the best one nearest the question (the
+    # end of {context}), where small models attend most; fitting still drops the lowest-ranked.
+    context_order: Literal["best_first", "best_last"] = "best_first"
 
     @model_validator(mode="after")
     def _placeholders(self) -> PromptTemplate:
@@ -65,7 +69,8 @@ class PromptTemplate(BaseModel):
         return f"{self.name}@v{self.version}"
 
     def messages(self, question: str, contexts: list[dict]) -> list[ChatMessage]:
-        context = self.separator.join(c["text"] for c in contexts)
+        ordered = contexts[::-1] if self.context_order == "best_last" else contexts
+        context = self.separator.join(c["text"] for c in ordered)
         user = self.user if contexts or self.user_without_context is None \
             else self.user_without_context
         values = {"context": context, "question": question}

@@ -92,9 +92,22 @@ def test_user_templates_layer_over_the_built_in_ones(tmp_path):
         get_prompt("nope", path)
 
 
+def test_best_last_puts_the_best_context_nearest_the_question():
+    best_last = PromptTemplate(name="near", system="{context}", context_order="best_last")
+    system, _ = best_last.messages("Q?", CONTEXTS)
+    assert [line.split()[0] for line in system.content.split("\n\n")] == ["page9", "page3",
+                                                                          "page7"]
+    fitted = fit_prompt("Q?", CONTEXTS, count_words, n_ctx=count_words(
+        best_last.messages("Q?", CONTEXTS)) - 50 + 100, max_tokens=100, template=best_last)
+    assert fitted.contexts_kept == 2  # the lowest-ranked still goes first
+    assert fitted.messages[0].content.startswith("page3") and "page9" not in \
+        fitted.messages[0].content
+
+
 @pytest.mark.parametrize("fields, message", [
     ({"system": "Use {contexts}"}, "only {context} and {question}"),
     ({"system": "Use {context}", "user": "Answer."}, "never shows the {question}"),
+    ({"system": "{context}", "context_order": "random"}, "best_first"),
 ])
 def test_bad_templates_are_refused(fields, message):
     with pytest.raises(ValueError, match=message.replace("{", r"\{").replace("}", r"\}")):
