@@ -10,7 +10,7 @@ and what trimming each cut answer back to its last complete sentence does to its
 Writes benchmarks/results/prompts.json.
 
     python -m benchmarks.bench_prompts [--docs northwind,galaxy-s10] [--questions 50]
-        [--model smollm2-135m] [--max-tokens 256] [--variants study,concise,brief,sentences]
+        [--model smollm2-135m] [--max-tokens 256] [--variants study,best_last,concise,brief,sentences]
 """
 
 from __future__ import annotations
@@ -37,9 +37,11 @@ from shared.state import batch_store
 STUDY_SYSTEM = ("You are a friendly chatbot who always responds in a precise manner. If answer "
                 "is unknown to you, you will politely say so.\\nUse the following context to "
                 "answer the question below:\\n{context}")
-# Candidates: the study's prompt with a length instruction in the system turn, or after the
-# question (small models heed the last thing they read), or a plain instruction of our own.
+# Candidates: the study's prompt with its best context nearest the question; with a length
+# instruction in the system turn, or after the question (small models heed the last thing they
+# read); a plain instruction of our own.
 VARIANTS = {
+    "best_last": {"system": STUDY_SYSTEM, "context_order": "best_last"},
     "concise": {"system": STUDY_SYSTEM + "\\nAnswer concisely, in complete sentences."},
     "brief": {"system": STUDY_SYSTEM,
               "user": "{question}\\nAnswer in one to three complete sentences."},
