@@ -29,9 +29,10 @@ from benchmarks import machine
 from benchmarks.bench_overhead import PROJECT_ROOT, fleet_env, ragfleet
 from benchmarks.bench_study import DOCS, questions_file
 from broker import connection
+from producer import generation_client
 from shared.config import Settings
 from shared.report.stats import bootstrap_ci
-from shared.state import batch_store
+from shared.state import batch_store, generations
 
 
 def ask(env: dict, questions: Path, collection: str, models: list[str], max_tokens: int) -> str:
@@ -98,43 +99,56 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with the jobs and batches of an interrupted run (its fleet's "
+                             "Redis keeps them) instead of starting afresh")
     args = parser.parse_args()
     doc_sets, models = args.docs.split(","), args.models.split(",")
     data_dir = PROJECT_ROOT / ".ragfleet" / "bench-generated"  # kept for a look afterwards
-    shutil.rmtree(data_dir, ignore_errors=True)
+    state_path = data_dir / "bench-state.json"  # the jobs and batches sent so far
+    if not args.resume:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+
+    def remember(kind: str, docs: str, value: str) -> None:
+        state.setdefault(kind, {})[docs] = value
+        state_path.write_text(json.dumps(state, indent=1))
+
     env = fleet_env(data_dir)
     figures: dict = {"generator": args.generator, "models": models, "questions": args.questions,
-                     "max_tokens": args.max_tokens, "top_k": 4, "seed": args.seed, "sets": {}}
+                     "max_tokens": args.max_tokens, "top_k": 4, "seed": args.seed,
+                     "sets": {d: {} for d in doc_sets}}
     with tempfile.TemporaryDirectory() as tmp:
         ragfleet(env, "up", *[a for m in [args.generator, *models] for a in ("--model", m)],
                  "--threads", str(args.threads))
         try:
             _, client = connection.connect(Settings(data_dir=data_dir))
-            jobs, human_batches = {}, {}
-            for docs in doc_sets:
+            for docs in doc_sets:  # the generator writes while the others answer people's set
+                if docs in state.get("job", {}):
+                    continue
                 ragfleet(env, "ingest", *map(str, sorted(DOCS[docs].glob("*.pdf"))), "-c", docs,
                          "--wait")
-                jobs[docs] = (time.monotonic(), json.loads(ragfleet(
+                remember("job", docs, json.loads(ragfleet(
                     env, "questions", "generate", docs, "-m", args.generator,
                     "-n", str(args.questions), "--seed", str(args.seed), "--no-wait",
                     "--json"))["job"])
                 human = Path(tmp) / f"human-{docs}.jsonl"
                 questions_file(DOCS[docs], args.questions, human)
-                human_batches[docs] = ask(env, human, docs, models, args.max_tokens)
-            generated_batches = {}
+                remember("human", docs, ask(env, human, docs, models, args.max_tokens))
             for docs in doc_sets:
-                started, job = jobs[docs]
+                job = state["job"][docs]
                 out = data_dir / f"generated_{docs}.jsonl"
+                generation_client.wait(client, job, len(generations.get(client, job)["passages"]))
                 report = json.loads(ragfleet(env, "questions", "collect", job, "-o", str(out),
-                                             "--force", "--json"))
-                report["wall_s"] = round(time.monotonic() - started, 1)  # shared with asking
-                figures["sets"][docs] = {"generation": report}
-                generated_batches[docs] = ask(env, out, docs, models, args.max_tokens)
+                                             "--force", "--no-wait", "--json"))
+                figures["sets"][docs]["generation"] = report
                 print(json.dumps(report), flush=True)
-            wait_finished(client, [*human_batches.values(), *generated_batches.values()])
+                if docs not in state.get("generated", {}):
+                    remember("generated", docs, ask(env, out, docs, models, args.max_tokens))
+            wait_finished(client, [*state["human"].values(), *state["generated"].values()])
             for docs in doc_sets:
-                human = verdict(env, client, human_batches[docs])
-                generated = verdict(env, client, generated_batches[docs])
+                human = verdict(env, client, state["human"][docs])
+                generated = verdict(env, client, state["generated"][docs])
                 figures["sets"][docs].update(human=human, generated=generated,
                                              agreement=agreement(human, generated))
         finally:
