@@ -1,8 +1,8 @@
 """Which generated items are kept: each dropped item has one reason, counted for the report.
 
 In order: no item at all (the pool failed, or the reply was not in the asked form), cut by the
-cap on new tokens, too short to be a question or an answer, a question that speaks of "the
-passage" (no reader would), a question that copies the passage, an answer whose words or
+cap on new tokens, too short to be a question or an answer, a question or answer that speaks
+of "the passage" or "this document" (no reader of the collection would), a question that copies the passage, an answer whose words or
 numbers are not in its passage (not supported by it), and a question that repeats or nearly
 repeats one kept before it. Lexical tests on purpose: they are cheap, need no model, and a
 person can check why an item went."""
@@ -24,8 +24,8 @@ COPIED_RUN = 8
 SUPPORT = 0.6
 # questions sharing this share of their content words are the same question
 DUPLICATE = 0.7
-META = re.compile(r"\b(the|this|that|given|above|provided) (passage|text|excerpt|context)\b",
-                  re.IGNORECASE)
+META = re.compile(r"\b((the|this|that|given|above|provided) (passage|text|excerpt|context)|"
+                  r"(this|given|above|provided) document)\b", re.IGNORECASE)
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 STOPWORDS = frozenset("""a an and are as at be been by can do does for from has have how i if in
 into is it its may of on or that the their there these this to was what when where which who
@@ -72,7 +72,7 @@ def drop_reason(item: dict, passage: str) -> str | None:
         return "truncated"
     if len(words(question)) < MIN_QUESTION_WORDS or len(words(answer)) < MIN_ANSWER_WORDS:
         return "too short"
-    if META.search(question):
+    if META.search(question) or META.search(answer):
         return "refers to the passage"
     if longest_shared_run(words(question), words(passage)) >= COPIED_RUN:
         return "copies the passage"

@@ -78,6 +78,11 @@ BAD = {
     "too short": item(0, "Eye exams?", "Yearly."),
     "refers to the passage": item(0, "According to the passage, how often are eye exams "
                                      "covered?", "Once every 12 months."),
+    "refers to the passage in its answer": item(
+        0, "How often are eye exams covered by Northwind Standard?",
+        "The passage states that eye exams are covered once every 12 months."),
+    "refers to this document": item(0, "What is the purpose of this document?",
+                                    "It explains how often eye exams are covered."),
     "copies the passage": item(0, "Northwind Standard covers routine eye exams once every 12 "
                                   "months at in-network providers?", "Yes, it does."),
     "answer not in the passage": item(0, "How often does the plan cover eye exams?",
@@ -88,7 +93,8 @@ BAD = {
 @pytest.mark.parametrize("reason", sorted(BAD))
 def test_each_bad_item_is_dropped_for_its_reason(reason):
     kept, dropped = question_filters.filter_items([BAD[reason]], [{"text": PASSAGE}])
-    assert kept == [] and dropped == Counter({reason: 1})
+    expected = "refers to the passage" if reason.startswith("refers to") else reason
+    assert kept == [] and dropped == Counter({expected: 1})
 
 
 def test_a_supported_item_is_kept_and_a_near_duplicate_is_not():
