@@ -2,10 +2,10 @@
 
 In order: no item at all (the pool failed, or the reply was not in the asked form), cut by the
 cap on new tokens, too short to be a question or an answer, a question or answer that speaks
-of "the passage" or "this document" (no reader of the collection would), a question that copies the passage, an answer whose words or
-numbers are not in its passage (not supported by it), and a question that repeats or nearly
-repeats one kept before it. Lexical tests on purpose: they are cheap, need no model, and a
-person can check why an item went."""
+of "the passage" or "this document" (no reader of the collection would), a question that
+copies the passage, an answer whose words or numbers are not in its passage (not supported by
+it), and a question that repeats or nearly repeats one kept before it. Lexical tests on
+purpose: they are cheap, need no model, and a person can check why an item went."""
 
 from __future__ import annotations
 
