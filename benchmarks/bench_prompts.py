@@ -31,23 +31,22 @@ from shared.config import Settings
 from shared.pipeline.answering import similarity
 from shared.pipeline.questions import split_citations
 from shared.report.stats import bootstrap_ci
+from shared.retrieval import prompts
 from shared.retrieval.embeddings import get_embedder
 from shared.state import batch_store
 
-STUDY_SYSTEM = ("You are a friendly chatbot who always responds in a precise manner. If answer "
-                "is unknown to you, you will politely say so.\\nUse the following context to "
-                "answer the question below:\\n{context}")
+STUDY_SYSTEM = prompts.BUILT_IN["study"].system  # the built-in, not a copy that could drift
 # Candidates: the study's prompt with its best context nearest the question; with a length
 # instruction in the system turn, or after the question (small models heed the last thing they
 # read); a plain instruction of our own.
 VARIANTS = {
     "best_last": {"system": STUDY_SYSTEM, "context_order": "best_last"},
-    "concise": {"system": STUDY_SYSTEM + "\\nAnswer concisely, in complete sentences."},
+    "concise": {"system": STUDY_SYSTEM + "\nAnswer concisely, in complete sentences."},
     "brief": {"system": STUDY_SYSTEM,
-              "user": "{question}\\nAnswer in one to three complete sentences."},
-    "sentences": {"system": "Answer the question using only this context:\\n{context}\\n"
+              "user": "{question}\nAnswer in one to three complete sentences."},
+    "sentences": {"system": "Answer the question using only this context:\n{context}\n"
                             "If the context does not contain the answer, say so.",
-                  "user": "{question}\\nAnswer in at most three sentences."},
+                  "user": "{question}\nAnswer in at most three sentences."},
 }
 SENTENCE_END = (".", "!", "?", ")", '"', "'")
 
@@ -58,7 +57,8 @@ def prompts_toml(names: list[str]) -> str:
         if name not in VARIANTS:
             continue  # a built-in template
         lines.append(f"[prompts.{name}]")
-        lines += [f'{field} = "{text}"' for field, text in VARIANTS[name].items()]
+        # a JSON string is a valid TOML basic string: newlines and quotes escaped
+        lines += [f"{field} = {json.dumps(text)}" for field, text in VARIANTS[name].items()]
     return "\n".join(lines) + "\n"
 
 
