@@ -52,6 +52,11 @@ MODULE = "shared.retrieval.onnx_embedder"
 # texts per run: measured fastest on one core (2: 35 chunks/s, 8: 30, 64: 21 on 1000-character
 # chunks; benchmarks/bench_embedders.py)
 BATCH_SIZE = 2
+# int8 quantizes activations with one scale per run, so a text's vector would depend on the
+# texts run with it (up to 0.02 apart) and on how ingestion's windows happened to split: one
+# text per run keeps a chunk's vector reproducible and equal to its query-time vector, at no
+# measured cost (160 chunks: 4.5-4.7 s either way on 2 cores)
+INT8_BATCH_SIZE = 1
 STEP_TEXTS = 32  # about how often embed() reports progress and asks how many cores it may use
 # the model files the graph is made of (the tokenizer is read at run time, not exported)
 KEY_FILES = ("model.safetensors", "config.json", "modules.json", "1_Pooling/config.json",
@@ -372,7 +377,7 @@ class OnnxEmbedder:
     backend = "onnx"
     name = EMBEDDING_MODEL
 
-    def __init__(self, precision: str = "fp32", batch_size: int = BATCH_SIZE,
+    def __init__(self, precision: str = "fp32", batch_size: int | None = None,
                  path: Path | None = None):
         try:
             import onnxruntime  # noqa: F401
@@ -380,7 +385,7 @@ class OnnxEmbedder:
             raise OnnxUnavailable(f"onnxruntime is not installed ({exc})") from None
         self.precision = precision
         self.id = f"{self.backend}-{precision}:{self.name}"
-        self.batch_size = batch_size
+        self.batch_size = batch_size or (INT8_BATCH_SIZE if precision == "int8" else BATCH_SIZE)
         self.path = Path(path) if path else ensure_model(precision)
         self.tokenizer = load_tokenizer(Path(model_path()))
         self.session = _session(str(self.path), 1)

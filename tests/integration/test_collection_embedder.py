@@ -48,12 +48,14 @@ class Spy:
     """Wraps an embedder, counting the texts it embeds."""
 
     def __init__(self, inner):
-        self.inner, self.texts = inner, []
+        self.inner, self.texts, self.vectors = inner, [], {}
         self.id, self.name, self.dim = inner.id, inner.name, inner.dim
 
     def embed(self, texts, progress=None, threads=None):
         self.texts += texts
-        return self.inner.embed(texts, progress=progress, threads=threads)
+        vectors = self.inner.embed(texts, progress=progress, threads=threads)
+        self.vectors.update(zip(texts, vectors))
+        return vectors
 
 
 def batch_for(collection: str, version: int) -> dict:
@@ -94,16 +96,21 @@ def test_an_int8_collection_is_built_and_queried_in_int8(client, fp32):
     """The int8 setting builds new collections in int8; queries of one use int8 even when the
     worker's (scoring) embedder is fp32, and so do the chunks of its next versions."""
     int8 = embeddings.get_embedder("onnx-int8")
-    ingest(client, "fast", [pages()], None, None, fp32, DEFAULTS, embedder_kind="onnx-int8")
-    meta, index = load_index(client, "fast")
-    assert meta.embedder == INT8
-    texts = [c.text for c in index.chunks]
-    assert np.abs(index.vectors - int8.embed(texts)).max() < 1e-5
-    assert np.abs(index.vectors - fp32.embed(texts)).max() > 1e-3  # not fp32's vectors
-
     spy = Spy(int8)
     embeddings._loaded["onnx-int8"] = spy  # this process's int8 embedder, watched
     try:
+        ingest(client, "fast", [pages()], None, None, fp32, DEFAULTS, embedder_kind="onnx-int8")
+        meta, index = load_index(client, "fast")
+        assert meta.embedder == INT8
+        texts = [c.text for c in index.chunks]
+        # the very vectors the int8 embedder returned (not recomputed: int8 activations are
+        # quantized per batch, so a text's vector depends on the texts batched with it, and
+        # ingestion batches chunks as pages arrive)
+        assert sorted(spy.texts) == sorted(texts)
+        assert np.array_equal(index.vectors, np.stack([spy.vectors[t] for t in texts]))
+        assert np.abs(index.vectors - fp32.embed(texts)).max() > 1e-3  # not fp32's vectors
+
+        spy.texts = []
         fp32_spy = Spy(fp32)
         answering.retrieve_contexts(index_cache(client), fp32_spy, batch_for("fast", 1),
                                     "What is the deductible?")

@@ -99,6 +99,17 @@ def test_int8_is_close_to_fp32_but_not_exact(onnx_fp32):
     assert embeddings.interchangeable(onnx_fp32.id, "torch-fp32:all-MiniLM-L6-v2")
 
 
+def test_an_int8_vector_does_not_depend_on_the_texts_embedded_with_it():
+    """int8 activations are quantized with one scale per run: the embedder runs each text alone,
+    so a chunk's vector is the same whichever texts an ingestion's window held beside it, and
+    the same as when that text is embedded alone (a query)."""
+    int8 = embeddings.get_embedder("onnx-int8")
+    texts = [p.text for p in extract_pages(STANDARD_PDF.read_bytes(), "std")[:6]]
+    together = int8.embed(texts)
+    assert np.array_equal(together[2], int8.embed([texts[2]])[0])
+    assert np.array_equal(together[:3], int8.embed(texts[:3], threads=lambda: 2))
+
+
 def test_export_is_cached_and_atomic(tmp_path, monkeypatch):
     """A fresh cache: the first use exports (a child process, checked against torch), later
     ones reuse the file without running the exporter again."""
