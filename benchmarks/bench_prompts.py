@@ -7,10 +7,14 @@ model, retrieval and max_tokens as the others, one batch at a time on one fleet 
 set. Per variant: mean cosine with its interval, the paired difference from the study's prompt,
 mean new tokens, answers cut at max_tokens, answers ending mid-sentence, seconds per question,
 and what trimming each cut answer back to its last complete sentence does to its cosine.
-Writes benchmarks/results/prompts.json.
+How many answers a lower cap would cut comes from the same run (sampling is seeded and near greedy, so
+an answer under a lower cap is this answer's first tokens). `--top-ks 1,2,4,6` runs every variant
+at each number of contexts: the context budget, tokens of context against cosine.
+Writes benchmarks/results/prompts.json (or --out NAME).
 
     python -m benchmarks.bench_prompts [--docs northwind,galaxy-s10] [--questions 50]
         [--model smollm2-135m] [--max-tokens 256] [--variants study,best_last,concise,brief,sentences]
+        [--top-ks 4] [--out prompts]
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ VARIANTS = {
                   "user": "{question}\nAnswer in at most three sentences."},
 }
 SENTENCE_END = (".", "!", "?", ")", '"', "'")
+LOWER_CAPS = (64, 96, 128, 192)  # max_tokens values whose cut counts are read off one run
 
 
 def prompts_toml(names: list[str]) -> str:
@@ -81,6 +86,8 @@ def variant_figures(env: dict, client, batch_id: str, wall_s: float, embedder) -
             "cosine_ci95": row["cosine_ci95"],
             "completion_tokens_mean": row["completion_tokens_mean"],
             "prompt_tokens_mean": row["prompt_tokens_mean"], "cut": len(cut),
+            "cut_at": {cap: sum(r.get("completion_tokens", 0) >= cap for r in results)
+                       for cap in LOWER_CAPS},
             "mid_sentence": sum(not (r.get("answer") or "").rstrip().endswith(SENTENCE_END)
                                 for r in results),
             "seconds_per_question": wall_s / len(results),
@@ -95,7 +102,7 @@ def paired(base: dict, other: dict) -> dict:
     return {"diff_mean": sum(diffs) / len(diffs), "ci95": bootstrap_ci(diffs)}
 
 
-def one_set(docs: str, args, variants: list[str], embedder) -> dict:
+def one_set(docs: str, args, variants: list[str], top_ks: list[int], embedder) -> dict:
     data_dir = PROJECT_ROOT / ".ragfleet" / f"bench-prompts-{docs}"
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
@@ -110,21 +117,25 @@ def one_set(docs: str, args, variants: list[str], embedder) -> dict:
             ragfleet(env, "ingest", *map(str, sorted(DOCS[docs].glob("*.pdf"))), "-c", docs,
                      "--wait")
             _, client = connection.connect(Settings(data_dir=data_dir))
-            for name in variants:
-                started = time.perf_counter()
-                batch = json.loads(ragfleet(env, "ask", str(questions), "-c", docs,
-                                            "-m", args.model, "--prompt", name,
-                                            "--max-tokens", str(args.max_tokens),
-                                            "--top-k", "4", "--wait", "--json"))["batch"]
-                runs[name] = variant_figures(env, client, batch, time.perf_counter() - started,
-                                             embedder)
-                print(docs, name, {k: v for k, v in runs[name].items() if k != "cosines"},
-                      flush=True)
+            for top_k in top_ks:
+                for name in variants:
+                    key = name if len(top_ks) == 1 else f"{name}/top{top_k}"
+                    started = time.perf_counter()
+                    batch = json.loads(ragfleet(env, "ask", str(questions), "-c", docs,
+                                                "-m", args.model, "--prompt", name,
+                                                "--max-tokens", str(args.max_tokens),
+                                                "--top-k", str(top_k), "--wait",
+                                                "--json"))["batch"]
+                    runs[key] = variant_figures(env, client, batch,
+                                                time.perf_counter() - started, embedder)
+                    runs[key].update(prompt=name, top_k=top_k)
+                    print(docs, key, {k: v for k, v in runs[key].items() if k != "cosines"},
+                          flush=True)
         finally:
             ragfleet(env, "down")
-    base = runs[variants[0]]
-    for name in variants[1:]:
-        runs[name]["vs_" + variants[0]] = paired(base, runs[name])
+    first = next(iter(runs))
+    for key in list(runs)[1:]:
+        runs[key]["vs_" + first] = paired(runs[first], runs[key])
     for run in runs.values():
         run.pop("cosines")
     return runs
@@ -138,15 +149,19 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--variants", default="study," + ",".join(VARIANTS),
                         help="prompt names, the first the one the others are compared with")
+    parser.add_argument("--top-ks", default="4", help="numbers of contexts, e.g. 1,2,4,6")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", default="prompts", help="benchmarks/results/OUT.json")
     args = parser.parse_args()
     variants = args.variants.split(",")
+    top_ks = [int(k) for k in args.top_ks.split(",")]
     embedder = get_embedder()
-    sets = {docs: one_set(docs, args, variants, embedder) for docs in args.docs.split(",")}
-    machine.write("prompts", {"model": args.model, "max_tokens": args.max_tokens, "top_k": 4,
-                              "questions": args.questions, "variants": {
-                                  n: VARIANTS.get(n, "built-in") for n in variants},
-                              "sets": sets})
+    sets = {docs: one_set(docs, args, variants, top_ks, embedder)
+            for docs in args.docs.split(",")}
+    machine.write(args.out, {"model": args.model, "max_tokens": args.max_tokens,
+                             "top_ks": top_ks, "questions": args.questions,
+                             "variants": {n: VARIANTS.get(n, "built-in") for n in variants},
+                             "sets": sets})
 
 
 if __name__ == "__main__":
