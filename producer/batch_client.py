@@ -24,13 +24,14 @@ def unit_id(question: str) -> str:
 
 
 def batch_params(settings: Settings, top_k: int, bm25_weight: float, max_tokens: int | None,
-                 sampling: SamplingOverrides, prompt: str | None) -> dict:
-    """What a batch records of how it was asked: retrieval, the answer's length, sampling
+                 sampling: SamplingOverrides, prompt: str | None, trim_cut: bool = True) -> dict:
+    """What a batch records of how it was asked: retrieval, the answer's length (and whether
+    an answer stopped at max_tokens is trimmed to its last complete sentence), sampling
     overrides (unset: each model's catalog values) and the whole prompt template, so a worker
     on any machine renders the same prompt."""
     template = get_prompt(prompt or settings.prompt, settings.prompts_path)
     return {"top_k": top_k, "bm25_weight": bm25_weight, "max_tokens": max_tokens,
-            "min_answer_tokens": settings.min_answer_tokens,
+            "trim_cut": trim_cut, "min_answer_tokens": settings.min_answer_tokens,
             "sampling": sampling.model_dump(exclude_none=True), "prompt": template.model_dump()}
 
 

@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How often a worker refreshes its registry entry."
     )
 
-    prompt: str = Field(default="study",  # shared.retrieval.prompts.DEFAULT_PROMPT
+    prompt: str = Field(default="sentences",  # shared.retrieval.prompts.DEFAULT_PROMPT
                         description="Prompt template of a batch unless `ask --prompt` names one.")
     min_answer_tokens: int = Field(
         default=256, gt=0,

@@ -31,6 +31,9 @@ timeout_option = click.option("--timeout", type=click.IntRange(min=1), default=N
               help="Weight of BM25 in the fusion (FAISS gets the rest).")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None,
               help="New tokens per answer (default: the model's catalog setting).")
+@click.option("--keep-cut-endings", is_flag=True,
+              help="Store an answer stopped at --max-tokens as generated, instead of trimmed "
+                   "back to its last complete sentence.")
 @click.option("--temperature", type=click.FloatRange(min=0), default=None,
               help="Sampling temperature (default: the model's, 0.01 as in the study).")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=None,
@@ -58,7 +61,8 @@ timeout_option = click.option("--timeout", type=click.IntRange(min=1), default=N
               help="Wait until the batch finishes (default: when stdout is a terminal).")
 @timeout_option
 @json_option
-def ask(questions, collection, models, top_k, bm25_weight, max_tokens, temperature, top_p,
+def ask(questions, collection, models, top_k, bm25_weight, max_tokens, keep_cut_endings,
+        temperature, top_p,
         sampling_top_k, repeat_penalty, repeat_last_n, seed, prompt_name, limit, repeat,
         queue_anyway,
         resume_id, wait, timeout, as_json):
@@ -76,7 +80,8 @@ def ask(questions, collection, models, top_k, bm25_weight, max_tokens, temperatu
                                      repeat_penalty=repeat_penalty,
                                      repeat_last_n=repeat_last_n, seed=seed)
         params = batch_client.batch_params(session.settings, top_k, bm25_weight, max_tokens,
-                                           sampling, prompt_name)
+                                           sampling, prompt_name,
+                                           trim_cut=not keep_cut_endings)
         batch_id, without_pool = batch_client.submit(
             app, client, load_fleet_catalog(session.settings), questions, collection,
             list(models), params, queue_anyway, limit=limit, repeat=repeat)

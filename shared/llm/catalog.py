@@ -79,7 +79,7 @@ class ModelSettings(BaseModel):
                                   description="small models at temperature ~0 loop without it")
     repeat_last_n: int = Field(default=64, ge=0, description="tokens the repeat penalty sees")
     seed: int = Field(default=0, ge=0, description="fixed: the same batch gives the same answers")
-    max_tokens: int = Field(default=512, gt=0)
+    max_tokens: int = Field(default=256, gt=0)
     parallel: int = Field(default=1, ge=1, le=64,
                           description="sequences decoded together (continuous batching)")
     kv_unified: bool = Field(default=False,

@@ -22,6 +22,7 @@ from shared.llm.engine import Engine
 from shared.llm.memory import process_memory
 from shared.llm.requests import GenerationRequest, SamplingOverrides
 from shared.pipeline import checks, reference_free
+from shared.pipeline.answer_ending import trim_to_last_sentence
 from shared.retrieval.fusion import retrieve
 from shared.retrieval.prompts import (
     BUILT_IN,
@@ -233,8 +234,12 @@ def generate_answer(engine: Engine, batch: dict, model: str, question: str, retr
     if result.finish_reason == "time_limit":
         raise OverTimeLimit(f"generation exceeded the time limit of {time_limit_s:.0f} s")
     kept = fitted.contexts_kept
+    answer, cut_tail = result.text, ""
+    if result.finish_reason == "length" and params.get("trim_cut"):
+        answer, cut_tail = trim_to_last_sentence(result.text)
     return {
-        "answer": result.text,
+        "answer": answer,
+        "cut_tail": cut_tail,  # what trimming a cut answer to its last sentence dropped
         "finish_reason": result.finish_reason,
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,

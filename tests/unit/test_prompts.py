@@ -1,8 +1,10 @@
 import pytest
 
+from shared.config import Settings
 from shared.errors import UsageError
 from shared.retrieval.prompts import (
     BUILT_IN,
+    DEFAULT_PROMPT,
     PromptTemplate,
     QuestionTooLong,
     fit_prompt,
@@ -31,8 +33,13 @@ def test_ragfleet_system_text_is_fixed_and_first():
     assert messages_for("Q?", [], ragfleet)[1].content == "Question: Q?"
 
 
-def test_the_default_is_the_studys_prompt():
-    assert messages_for("Q?", CONTEXTS) == messages_for("Q?", CONTEXTS, BUILT_IN["study"])
+def test_the_default_asks_for_at_most_three_sentences_after_the_question():
+    assert messages_for("Q?", CONTEXTS) == messages_for("Q?", CONTEXTS, BUILT_IN["sentences"])
+    system, user = messages_for("What is covered?", CONTEXTS[:2])
+    assert system.content.startswith("Answer the question using only this context:\npage7 ")
+    assert system.content.endswith("If the context does not contain the answer, say so.")
+    assert user.content == "What is covered?\nAnswer in at most three sentences."
+    assert Settings().prompt == DEFAULT_PROMPT == "sentences"
 
 
 def test_study_prompt_is_the_studys_own():
@@ -84,7 +91,7 @@ def test_user_templates_layer_over_the_built_in_ones(tmp_path):
     path.write_text('[prompts.terse]\nversion = 2\nsystem = "Answer from: {context}"\n'
                     'separator = "\\n---\\n"\n', encoding="utf-8")
     templates = load_prompts(path)
-    assert set(templates) == {"ragfleet", "study", "terse"}
+    assert set(templates) == {"ragfleet", "study", "sentences", "terse"}
     system, user = templates["terse"].messages("Q?", CONTEXTS[:2])
     assert system.content.count("\n---\n") == 1 and user.content == "Q?"
     assert get_prompt("terse", path).label == "terse@v2"
