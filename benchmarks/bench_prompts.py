@@ -136,8 +136,7 @@ def one_set(docs: str, args, variants: list[str], top_ks: list[int], embedder) -
     first = next(iter(runs))
     for key in list(runs)[1:]:
         runs[key]["vs_" + first] = paired(runs[first], runs[key])
-    for run in runs.values():
-        run.pop("cosines")
+    # per-question cosines stay: runs of different invocations can be paired later
     return runs
 
 

@@ -229,12 +229,33 @@ def test_the_studys_max_tokens_and_prompt_run_capped_by_the_room_left(fleet, fin
     result = json.loads(compared.stdout)
     assert result["questions"] == 1
     assert len(result["summary"]) == 3  # two models there, one here
-    assert {s["prompt"] for s in result["summary"]} == {"study@v1"}  # the default is the study's
+    # the first batch was asked with the default prompt, this one with the study's
+    assert sorted(s["prompt"] for s in result["summary"]) == \
+        ["sentences@v1", "sentences@v1", "study@v1"]
     page = (folder / "compare.html").read_text()
     assert "compare" in page
     choice = result["recommendation"]["choice"]["run"]
     assert choice == max(result["summary"], key=lambda s: s["cosine_mean"])["run"]
     assert f"Recommended (no limits): {choice}" in page
+
+
+def test_an_answer_stopped_at_max_tokens_ends_with_its_last_complete_sentence(fleet):
+    """A cap that cuts the answer: stored trimmed back to its last complete sentence, the
+    dropped words kept beside it; --keep-cut-endings stores the same answer as generated."""
+    env, client, folder = fleet
+    path = write_jsonl(folder / "cut.jsonl", QUESTIONS[:1])
+    stored = {}
+    for flags in ((), ("--keep-cut-endings",)):
+        result = ragfleet("ask", str(path), "-c", "nw", "-m", MODELS[0], "--prompt", "study",
+                          "--max-tokens", "60", *flags, "--wait", "--json", env=env,
+                          timeout=900)
+        assert result.returncode == 0, result.stderr
+        (stored[flags],) = batch_store.results(client, json.loads(result.stdout)["batch"])
+    trimmed, raw = stored[()], stored[("--keep-cut-endings",)]
+    assert trimmed["finish_reason"] == raw["finish_reason"] == "length"
+    assert raw["cut_tail"] == "" and trimmed["cut_tail"].strip()
+    assert trimmed["answer"] + trimmed["cut_tail"] == raw["answer"]  # same seed, same text
+    assert trimmed["answer"].rstrip("\"')]*").endswith((".", "!", "?"))
 
 
 @pytest.mark.parametrize("args, needle", [
