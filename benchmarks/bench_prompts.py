@@ -32,6 +32,7 @@ from benchmarks.bench_overhead import PROJECT_ROOT, fleet_env, ragfleet
 from benchmarks.bench_study import DOCS, questions_file
 from broker import connection
 from shared.config import Settings
+from shared.pipeline.answer_ending import trim_to_last_sentence
 from shared.pipeline.answering import similarity
 from shared.pipeline.questions import split_citations
 from shared.report.stats import bootstrap_ci
@@ -67,12 +68,6 @@ def prompts_toml(names: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def last_sentence(text: str) -> str:
-    """A cut answer trimmed back to its last complete sentence (itself if it has none)."""
-    cut = max(text.rfind(end) for end in (". ", "! ", "? ", ".\n", "!\n", "?\n"))
-    return text[:cut + 1] if cut > 0 else text
-
-
 def variant_figures(env: dict, client, batch_id: str, wall_s: float, embedder) -> dict:
     report = json.loads(ragfleet(env, "results", batch_id, "--format", "json"))
     row = report["summary"][0]
@@ -81,7 +76,11 @@ def variant_figures(env: dict, client, batch_id: str, wall_s: float, embedder) -
     trimmed = []
     for r in cut:
         reference, _ = split_citations(r["reference"])
-        trimmed.append(similarity(embedder, last_sentence(r["answer"]), reference) - r["cosine"])
+        # the answer as generated (a trimmed one with its dropped tail back) against the
+        # fleet's trimming of it, so runs with and without --keep-cut-endings compare
+        whole = r["answer"] + r.get("cut_tail", "")
+        trimmed.append(similarity(embedder, trim_to_last_sentence(whole)[0], reference)
+                       - similarity(embedder, whole, reference))
     return {"batch": batch_id, "cosine_mean": row["cosine_mean"],
             "cosine_ci95": row["cosine_ci95"],
             "completion_tokens_mean": row["completion_tokens_mean"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-_SENTENCE_END = re.compile(r"[.!?][\"')\]*]*(?=\s)")
+_SENTENCE_END = re.compile(r"[.!?][\"')\]*]*(?=\s|$)")
 _LIST_NUMBER = re.compile(r"(?:^|\n)[ \t]*\d+\.$")
 _ABBREVIATION = re.compile(r"(?:^|[\s(])(?:[A-Za-z]\.)+$")
 
@@ -24,10 +24,8 @@ def trim_to_last_sentence(text: str) -> tuple[str, str]:
     """(kept, dropped): `text` cut after its last complete sentence; (text, "") when it has
     none, or when it already ends with one."""
     stripped = text.rstrip()
-    if stripped.endswith((".", "!", "?")) and _is_sentence_end(stripped, len(stripped) - 1):
-        return text, ""
     ends = [m.end() for m in _SENTENCE_END.finditer(stripped) if _is_sentence_end(stripped,
                                                                                   m.start())]
-    if not ends:
+    if not ends or ends[-1] == len(stripped):
         return text, ""
     return stripped[:ends[-1]], text[ends[-1]:]
