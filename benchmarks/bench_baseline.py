@@ -10,8 +10,9 @@ penalty 1.1 over 64 tokens, top-k 40) and the study's temperature 0.01 and top_p
 is the study's own (instruction and contexts in the system turn, the question in the user turn)
 in the model's chat format.
 
-Fleet: `ragfleet ask` on the same PDF and questions (top-k 4 fused chunks, fitted to n_ctx), its
-default sampling, once per prompt template (--prompts ragfleet,study): one fleet, one ingestion.
+Fleet: `ragfleet ask` on the same PDF and questions (the model's default number of fused
+contexts, `contexts` in the catalog: 2 for the bundled models; fitted to n_ctx), its default
+sampling, once per prompt template (--prompts ragfleet,study): one fleet, one ingestion.
 
 LangChain's LlamaCpp passes rope_freq_base=10000 to llama.cpp for every model, overriding the
 GGUF's own (SmolLM2: 100000): the study ran its models with a RoPE base they were not trained
@@ -181,7 +182,7 @@ def run_fleet(pdfs: list[Path], model_name: str, questions_path: Path, data_dir:
             started = time.perf_counter()
             summary = json.loads(ragfleet(
                 env, "ask", str(questions_path), "-c", "baseline", "-m", model,
-                "--max-tokens", str(max_tokens), "--top-k", str(K_EACH), "--temperature",
+                "--max-tokens", str(max_tokens), "--temperature",
                 str(temperature), "--prompt", name, "--wait", "--json"))
             wall = time.perf_counter() - started
             results = batch_store.results(client, summary["batch"])
@@ -189,6 +190,8 @@ def run_fleet(pdfs: list[Path], model_name: str, questions_path: Path, data_dir:
                 {"id": r["question_id"], "seconds": r.get("total_s"),
                  "answer": r.get("answer") or "", "error": r["error"],
                  "completion_tokens": r.get("completion_tokens") or 0,
+                 "prompt_tokens": r.get("prompt_tokens") or 0,
+                 "contexts_used": r.get("contexts_used") or 0,
                  "cosine": r["cosine"] if r["cosine"] is not None else 0.0} for r in results]}
     finally:
         ragfleet(env, "down")
@@ -204,6 +207,9 @@ def summary(rows: list[dict]) -> dict:
         "mean_cosine": statistics.mean(r["cosine"] for r in rows),  # a failure scores 0
         "mean_cosine_answered": statistics.mean(r["cosine"] for r in answered) if answered else None,
         "mean_answer_words": statistics.mean(len(r["answer"].split()) for r in rows),
+        **({"mean_prompt_tokens": statistics.mean(r["prompt_tokens"] for r in answered),
+            "mean_contexts": statistics.mean(r["contexts_used"] for r in answered)}
+           if answered and "prompt_tokens" in answered[0] else {}),
     }
 
 

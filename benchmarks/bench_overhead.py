@@ -85,6 +85,53 @@ def bare(results: list[dict], contexts: dict, max_tokens: int, threads: int) -> 
     return times
 
 
+def alone(results: list[dict], contexts: dict, threads: int) -> list[dict]:
+    """The pool's own engine with nothing beside it: the batch's answers asked again, in the
+    order the pool answered them, with the same prompt, cap and sampling. Against the batch's
+    own records this is a pool's speed alone and during a batch (retrieval of the next
+    questions and scoring of the last answers running on the cpu pool beside it)."""
+    from shared.llm.llama_engine import LlamaEngine
+    from shared.llm.requests import GenerationRequest
+
+    settings = Settings()
+    model = load_catalog(settings.catalog_path).get(MODEL)
+    engine = LlamaEngine(model, model.ensure_file(settings.models_dir), threads)
+    rows = []
+    for r in sorted(results, key=lambda r: r["started_at"]):
+        kept = contexts[r["unit"]]["contexts"][:r["contexts_used"]]
+        result = engine.generate(GenerationRequest(
+            model=MODEL, messages=prompts.messages_for(r["question"], kept),
+            max_tokens=r["max_tokens"], temperature=0.0))
+        rows.append({"in_batch": r, "alone": result})
+    return rows
+
+
+def speed_alone_and_in_batch(pairs: list[dict]) -> dict:
+    """Time to first token and decoding tokens/s, paired per answer (the same prompt)."""
+    same = [p for p in pairs if p["alone"].text == (p["in_batch"]["answer"] or "")
+            + (p["in_batch"].get("cut_tail") or "")]
+
+    def ratios(batch_key: str, alone_key: str) -> list[float]:
+        return [p["in_batch"][batch_key] / getattr(p["alone"], alone_key) for p in pairs
+                if getattr(p["alone"], alone_key) and p["in_batch"].get(batch_key)]
+
+    decode, ttft = ratios("tokens_per_s", "tokens_per_s"), ratios("ttft_s", "ttft_s")
+    return {
+        "answers": len(pairs),
+        "same_text": len(same),
+        "decode_tokens_per_s": {
+            "alone": statistics.mean(p["alone"].tokens_per_s for p in pairs),
+            "in_batch": statistics.mean(p["in_batch"]["tokens_per_s"] for p in pairs),
+            "ratio_median": statistics.median(decode), "ratio_min": min(decode)},
+        "ttft_s": {
+            "alone": statistics.mean(p["alone"].ttft_s for p in pairs),
+            "in_batch": statistics.mean(p["in_batch"]["ttft_s"] for p in pairs),
+            "ratio_median": statistics.median(ttft), "ratio_max": max(ttft)},
+        "notes": "ratio: in the batch / alone, per answer; decode < 1 or ttft > 1 means the "
+                 "cpu pool's work beside the pool slowed it",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--questions", type=int, default=10)
@@ -97,6 +144,7 @@ def main() -> None:
         wall, summary, results, contexts = through_the_fleet(Path(tmp) / "data", subset,
                                                              args.max_tokens, args.threads)
     bare_times = bare(results, contexts, args.max_tokens, args.threads)
+    interference = speed_alone_and_in_batch(alone(results, contexts, args.threads))
     n = len(results)
     generation = sum(r["response_s"] for r in results)
 
@@ -126,6 +174,7 @@ def main() -> None:
             "scoring": mean_ms("score_s"),
             "queue_and_storage_gap": 1000 * statistics.mean(gaps) if gaps else None,
         },
+        "pool_speed_alone_and_in_batch": interference,
         "notes": "retrieval runs on the cpu pool while the model pool generates the previous "
                  "answer, so only the first question's retrieval and the last one's scoring "
                  "add to the wall time",
@@ -133,7 +182,8 @@ def main() -> None:
         "command": ".venv/bin/python -m benchmarks.bench_overhead "
                    f"--questions {args.questions} --max-tokens {args.max_tokens}",
     }
-    print(json.dumps({k: figures[k] for k in ("ratio", "fleet_wall_s", "bare_generation_s")}))
+    print(json.dumps({k: figures[k] for k in ("ratio", "fleet_wall_s", "bare_generation_s",
+                                              "pool_speed_alone_and_in_batch")}, indent=1))
     machine.write("overhead", figures)
 
 

@@ -23,9 +23,11 @@ def unit_id(question: str) -> str:
     return "u-" + hashlib.sha1(" ".join(question.split()).encode()).hexdigest()[:12]
 
 
-def batch_params(settings: Settings, top_k: int, bm25_weight: float, max_tokens: int | None,
+def batch_params(settings: Settings, top_k: int | None, bm25_weight: float,
+                 max_tokens: int | None,
                  sampling: SamplingOverrides, prompt: str | None, trim_cut: bool = True) -> dict:
-    """What a batch records of how it was asked: retrieval, the answer's length (and whether
+    """What a batch records of how it was asked: retrieval (top_k None: each model's catalog
+    number of contexts, filled in by `submit`), the answer's length (and whether
     an answer stopped at max_tokens is trimmed to its last complete sentence), sampling
     overrides (unset: each model's catalog values) and the whole prompt template, so a worker
     on any machine renders the same prompt."""
@@ -33,6 +35,15 @@ def batch_params(settings: Settings, top_k: int, bm25_weight: float, max_tokens:
     return {"top_k": top_k, "bm25_weight": bm25_weight, "max_tokens": max_tokens,
             "trim_cut": trim_cut, "min_answer_tokens": settings.min_answer_tokens,
             "sampling": sampling.model_dump(exclude_none=True), "prompt": template.model_dump()}
+
+
+def per_model_contexts(params: dict, catalog: Catalog, models: list[str]) -> dict:
+    """A batch that names no top-k: each model answers from its catalog number of contexts (the
+    best-ranked ones), and retrieval fetches as many as the most any of them uses."""
+    if params["top_k"] is not None:
+        return params
+    counts = {name: catalog.get(name).contexts for name in models}
+    return {**params, "top_k": max(counts.values()), "contexts_per_model": counts}
 
 
 def check_pools(client: redis.Redis, models: list[str], queue_anyway: bool) -> list[str]:
@@ -64,6 +75,7 @@ def submit(app, client: redis.Redis, catalog: Catalog, questions_path: Path, col
         if room >= model.n_ctx - 64:
             raise UsageError(f"--max-tokens {room} leaves no room for the prompt in "
                              f"{name}'s n_ctx of {model.n_ctx}")
+    params = per_model_contexts(params, catalog, models)
     questions = read_questions(questions_path)[:limit]
     version = collection_store.current_version(client, collection_store.check_name(collection))
     if version is None:

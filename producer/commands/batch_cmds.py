@@ -25,8 +25,9 @@ timeout_option = click.option("--timeout", type=click.IntRange(min=1), default=N
 @click.option("--collection", "-c", help="The collection to answer from.")
 @click.option("--model", "-m", "models", multiple=True, metavar="NAME",
               help="A model to ask (repeatable).")
-@click.option("--top-k", type=click.IntRange(1, 50), default=4, show_default=True,
-              help="Contexts per question after fusion.")
+@click.option("--top-k", type=click.IntRange(1, 50), default=None,
+              help="Contexts per question after fusion, for every model (default: each "
+                   "model's catalog setting, `contexts`: 2 for the bundled models, else 4).")
 @click.option("--bm25-weight", type=click.FloatRange(0, 1), default=0.3, show_default=True,
               help="Weight of BM25 in the fusion (FAISS gets the rest).")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None,

@@ -17,7 +17,9 @@ from shared.llm.catalog import load_fleet_catalog
               show_default=True, help="How many of the 28 Standard-plan questions to ask.")
 # 128: the default prompt's answers reach it for 3 of the 50 Northwind questions (96: 6)
 @click.option("--max-tokens", type=click.IntRange(8, 1024), default=128, show_default=True)
-@click.option("--top-k", type=click.IntRange(1, 10), default=3, show_default=True)
+@click.option("--top-k", type=click.IntRange(1, 10), default=None,
+              help="Contexts per question for every model (default: each model's catalog "
+                   "setting).")
 @click.option("--model", "-m", "models", multiple=True, metavar="NAME",
               help="A model to compare (repeatable; default: the two bundled ones). The "
                    "study's: tinyllama-1.1b-chat and mistral-7b-instruct (`models pull` them).")

@@ -80,6 +80,11 @@ class ModelSettings(BaseModel):
     repeat_last_n: int = Field(default=64, ge=0, description="tokens the repeat penalty sees")
     seed: int = Field(default=0, ge=0, description="fixed: the same batch gives the same answers")
     max_tokens: int = Field(default=256, gt=0)
+    # Contexts per question when a batch names no --top-k: how many a model can use is a
+    # matter of its size (BENCHMARKS.md, the context budget: a 135M or 270M model scores the
+    # same on 2 as on 4, in ~40% less time; a 1.5B scores higher on 4).
+    contexts: int = Field(default=4, ge=1, le=50,
+                          description="contexts per question unless the batch sets --top-k")
     parallel: int = Field(default=1, ge=1, le=64,
                           description="sequences decoded together (continuous batching)")
     kv_unified: bool = Field(default=False,

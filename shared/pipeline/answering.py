@@ -220,7 +220,9 @@ def generate_answer(engine: Engine, batch: dict, model: str, question: str, retr
     started_at = time.time()
     params = batch["params"]
     template = batch_prompt(params)
-    fitted = fit_prompt(question, retrieved["contexts"], engine.count_tokens, engine.model.n_ctx,
+    # a batch without --top-k gives each model its own number of the best-ranked contexts
+    given = retrieved["contexts"][:params.get("contexts_per_model", {}).get(model)]
+    fitted = fit_prompt(question, given, engine.count_tokens, engine.model.n_ctx,
                         params.get("max_tokens") or engine.model.max_tokens, template,
                         params.get("min_answer_tokens") or DEFAULT_MIN_ANSWER_TOKENS)
     prompt_s = time.perf_counter() - started

@@ -251,7 +251,12 @@ def test_an_answer_stopped_at_max_tokens_ends_with_its_last_complete_sentence(fl
                           "--max-tokens", "60", *flags, "--wait", "--json", env=env,
                           timeout=900)
         assert result.returncode == 0, result.stderr
-        (stored[flags],) = batch_store.results(client, json.loads(result.stdout)["batch"])
+        batch_id = json.loads(result.stdout)["batch"]
+        (stored[flags],) = batch_store.results(client, batch_id)
+        # no --top-k: the model's catalog number of contexts (2 for SmolLM2)
+        assert batch_store.get(client, batch_id)["params"]["contexts_per_model"] == {
+            MODELS[0]: 2}
+        assert stored[flags]["contexts_used"] == 2
     trimmed, raw = stored[()], stored[("--keep-cut-endings",)]
     assert trimmed["finish_reason"] == raw["finish_reason"] == "length"
     assert raw["cut_tail"] == "" and trimmed["cut_tail"].strip()

@@ -107,7 +107,8 @@ def collection(redis_client) -> int:
         base=collection_store.current_version(redis_client, meta.name))
 
 
-def make_batch(client, version: int, batch_id: str = "b-test", models=MODELS) -> str:
+def make_batch(client, version: int, batch_id: str = "b-test", models=MODELS,
+               **params) -> str:
     """Two ids ask the same question (one unit); one more question has no reference."""
     questions = [
         {"id": "q1", "question": "What is the deductible?", "reference": "It is $2,000."},
@@ -115,7 +116,8 @@ def make_batch(client, version: int, batch_id: str = "b-test", models=MODELS) ->
         {"id": "q3", "question": "Are cleanings covered?", "reference": None},
     ]
     meta = {"collection": "plan", "version": version, "models": list(models),
-            "params": {"top_k": 2, "bm25_weight": 0.3, "max_tokens": 32, "temperature": None}}
+            "params": {"top_k": 2, "bm25_weight": 0.3, "max_tokens": 32, "temperature": None,
+                       **params}}
     batch_store.create(client, batch_id, meta, questions, {"u1": ["q1", "q2"], "u2": ["q3"]})
     return batch_id
 
@@ -241,6 +243,24 @@ def test_prompt_carries_the_retrieved_contexts_and_the_batch_settings(redis_clie
     assert 0 < request.time_budget_s <= 42.0
     prompt = " ".join(m.content for m in request.messages)
     assert "annual deductible is $2,000" in prompt and "What is the deductible?" in prompt
+
+
+def test_each_model_answers_from_its_own_number_of_the_best_contexts(redis_client, collection,
+                                                                    model_file):
+    batch_id = make_batch(redis_client, collection, contexts_per_model={"small": 1, "big": 2})
+    answering.retrieve_unit(redis_client, index_cache(redis_client), WordEmbedder(), batch_id,
+                            "u1")
+    retrieved = batch_store.contexts(redis_client, batch_id, "u1")["contexts"]
+    assert len(retrieved) == 2  # retrieval fetched what the model using most needs
+    for model, count in (("small", 1), ("big", 2)):
+        engine = ScriptedEngine(model_file, name=model)
+        answer(redis_client, engine, model=model)
+        prompt = " ".join(m.content for m in engine.requests[0].messages)
+        given = [c["text"] for c in retrieved[:count]]
+        assert all(text in prompt for text in given)
+        assert all(c["text"] not in prompt for c in retrieved[count:])
+        stored = batch_store.answer(redis_client, batch_id, "u1", model)
+        assert stored["contexts_used"] == count and len(stored["pages"]) == count
 
 
 def test_cancelled_batch_is_settled_without_generating(redis_client, collection, model_file):
