@@ -73,8 +73,11 @@ def batch_progress(enabled: bool):
         for model, counts in batch["per_model"].items():
             done = sum(counts.values())
             filled = int(30 * done / max(1, per_question))
+            # answers wait for their scores while model pools answer (the cpu pool yields)
+            waiting = batch.get("answered", {}).get(model, 0) - counts["completed"]
             lines.append(f"  {model:<22} [{'#' * filled}{'-' * (30 - filled)}] {done}/{per_question}"
-                         + (f" ({counts['failed']} failed)" if counts["failed"] else ""))
+                         + (f" ({counts['failed']} failed)" if counts["failed"] else "")
+                         + (f", {waiting} answered, being scored" if waiting > 0 else ""))
         lines.append(f"  batch {batch['id']}: {batch['status']}")
         if drawn["lines"]:
             click.echo(f"\x1b[{drawn['lines']}F", err=True, nl=False)

@@ -207,7 +207,8 @@ def answer_unit(client: redis.Redis, engine: Callable[[], Engine], batch_id: str
             record_all(client, batch_id, records, model, unit, "failed", error=reason(exc))
             return []
         result.update(worker=pool.worker, host=pool.host, parallel=pool.parallel)
-        batch_store.save_answer(client, batch_id, unit, model, result)  # the first one wins
+        batch_store.save_answer(client, batch_id, unit, model, result,  # the first one wins
+                                questions=len(records))
     return [q["id"] for q in records if not batch_store.has_result(client, batch_id, q["id"],
                                                                     model)]
 

@@ -155,6 +155,8 @@ def get(client: redis.Redis, batch_id: str) -> dict:
     batch["per_model"] = {
         m: {o: int(raw.get(f"{o}:{m}", 0)) for o in OUTCOMES} for m in meta["models"]
     }
+    # answered and waiting for their scores (the cpu pool scores after the model pools)
+    batch["answered"] = {m: int(raw.get(f"answered:{m}", 0)) for m in meta["models"]}
     return batch
 
 
@@ -204,10 +206,21 @@ def contexts(client: redis.Redis, batch_id: str, unit: str) -> dict | None:
     return json.loads(raw) if raw else None
 
 
-def save_answer(client: redis.Redis, batch_id: str, unit: str, model: str, answer: dict) -> bool:
-    """Keep the first answer for (unit, model); a duplicate run's answer is dropped."""
-    return bool(client.hsetnx(keys.batch_key(batch_id, "answers"), answer_field(unit, model),
-                              json.dumps(answer)))
+# the first answer wins; its questions count as answered (shown before they are scored)
+_SAVE_ANSWER = """
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'answered:' .. ARGV[3], tonumber(ARGV[4]))
+return 1
+"""
+
+
+def save_answer(client: redis.Redis, batch_id: str, unit: str, model: str, answer: dict,
+                questions: int = 1) -> bool:
+    """Keep the first answer for (unit, model); a duplicate run's answer is dropped. questions:
+    how many of the batch's question ids the unit answers (counted as answered)."""
+    return bool(client.eval(_SAVE_ANSWER, 2, keys.batch_key(batch_id),
+                            keys.batch_key(batch_id, "answers"), answer_field(unit, model),
+                            json.dumps(answer), model, questions))
 
 
 def answer(client: redis.Redis, batch_id: str, unit: str, model: str) -> dict | None:

@@ -216,6 +216,7 @@ def test_each_step_stores_every_pair_once_and_duplicates_change_nothing(redis_cl
 
     batch = batch_store.get(client, "b-test")
     assert (batch["completed"], batch["failed"], batch["status"]) == (6, 0, "completed")
+    assert batch["answered"] == {m: 3 for m in MODELS}  # redeliveries counted nothing twice
     results = {(r["question_id"], r["model"]): r for r in batch_store.results(client, "b-test")}
     assert len(results) == 6
     scored = results[("q1", "small")]
