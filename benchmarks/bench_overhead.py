@@ -46,11 +46,8 @@ def fleet_env(data_dir: Path) -> dict:
     return env
 
 
-def through_the_fleet(data_dir: Path, questions: Path, max_tokens: int, threads: int,
-                      cpu_pool_nice: int | None = None):
+def through_the_fleet(data_dir: Path, questions: Path, max_tokens: int, threads: int):
     env = fleet_env(data_dir)
-    if cpu_pool_nice is not None:
-        env["RAGFLEET_CPU_POOL_NICE"] = str(cpu_pool_nice)
     ragfleet(env, "up", "--model", MODEL, "--threads", str(threads))
     try:
         ragfleet(env, "ingest", str(PDF), "-c", "bench", "--wait")
@@ -140,33 +137,14 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=10)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--also-cpu-pool-nice", type=int, default=None, metavar="N",
-                        help="first run the same batch on a fleet whose cpu pool runs at "
-                             "niceness N, and compare it with the default's")
     args = parser.parse_args()
-    other = None
     with tempfile.TemporaryDirectory() as tmp:
         subset = Path(tmp) / "questions.jsonl"
         subset.write_text("\n".join(QUESTIONS.read_text().splitlines()[:args.questions]) + "\n")
-        if args.also_cpu_pool_nice is not None:
-            other = through_the_fleet(Path(tmp) / "other", subset, args.max_tokens,
-                                      args.threads, args.also_cpu_pool_nice)
         wall, summary, results, contexts = through_the_fleet(Path(tmp) / "data", subset,
                                                              args.max_tokens, args.threads)
     bare_times = bare(results, contexts, args.max_tokens, args.threads)
-    alone_rows = alone(results, contexts, args.threads)
-    interference = speed_alone_and_in_batch(alone_rows)
-    nice_compared = None
-    if other:
-        by_unit = {row["in_batch"]["unit"]: row["alone"] for row in alone_rows}
-        nice_compared = {
-            f"nice {args.also_cpu_pool_nice}": {
-                "fleet_wall_s": other[0],
-                "speed": speed_alone_and_in_batch(
-                    [{"in_batch": r, "alone": by_unit[r["unit"]]} for r in other[2]])},
-            f"nice {Settings().cpu_pool_nice} (default)": {
-                "fleet_wall_s": wall, "speed": interference},
-            "wall_ratio": other[0] / wall}
+    interference = speed_alone_and_in_batch(alone(results, contexts, args.threads))
     n = len(results)
     generation = sum(r["response_s"] for r in results)
 
@@ -197,19 +175,15 @@ def main() -> None:
             "queue_and_storage_gap": 1000 * statistics.mean(gaps) if gaps else None,
         },
         "pool_speed_alone_and_in_batch": interference,
-        "cpu_pool_nice_compared": nice_compared,
         "notes": "retrieval runs on the cpu pool while the model pool generates the previous "
                  "answer, so only the first question's retrieval and the last one's scoring "
                  "add to the wall time",
         "batch": summary["batch"],
         "command": ".venv/bin/python -m benchmarks.bench_overhead "
-                   f"--questions {args.questions} --max-tokens {args.max_tokens}"
-                   + (f" --also-cpu-pool-nice {args.also_cpu_pool_nice}"
-                      if args.also_cpu_pool_nice is not None else ""),
+                   f"--questions {args.questions} --max-tokens {args.max_tokens}",
     }
     print(json.dumps({k: figures[k] for k in ("ratio", "fleet_wall_s", "bare_generation_s",
-                                              "pool_speed_alone_and_in_batch",
-                                              "cpu_pool_nice_compared")}, indent=1))
+                                              "pool_speed_alone_and_in_batch")}, indent=1))
     machine.write("overhead", figures)
 
 

@@ -91,13 +91,6 @@ class Settings(BaseSettings):
         gt=0,
         description="CPU cores shared by the model pools of this machine (thread budget).",
     )
-    cpu_pool_nice: int = Field(
-        default=19, ge=0, le=19,
-        description="Niceness of the cpu pool's task processes (retrieval, scoring, ingestion): "
-        "on a host whose model pools answer, that work takes the cycles the pools leave, so "
-        "scores arrive after answers instead of slowing them (a scoring beside an answer "
-        "slowed its prompt evaluation by 18%, BENCHMARKS.md); 0: the pools' own priority.",
-    )
     ready_timeout_s: float = Field(
         default=180.0, gt=0, description="How long `up` waits for a pool to come online."
     )

@@ -81,7 +81,7 @@ def run(settings: Settings, model_name: str | None, threads: int | None, concurr
                           _status_reader(config), limits=limits,
                           after_beat=takeover.sweeper(app, config.nodename,
                                                       settings.heartbeat_interval_s))
-    _connect_signals(config, heartbeat, settings.cpu_pool_nice)
+    _connect_signals(config, heartbeat)
     if config.turns:
         app.steps["consumer"].add(turn_step(url, host, config.nodename, config.queue,
                                             settings.llm_task_time_limit_s))
@@ -138,7 +138,7 @@ def _tree_rss() -> int | None:
         return None
 
 
-def _connect_signals(config: PoolConfig, heartbeat: Heartbeat, cpu_nice: int) -> None:
+def _connect_signals(config: PoolConfig, heartbeat: Heartbeat) -> None:
     from celery import signals
 
     @signals.worker_ready.connect(weak=False)
@@ -159,6 +159,4 @@ def _connect_signals(config: PoolConfig, heartbeat: Heartbeat, cpu_nice: int) ->
         else:
             from shared.retrieval.embeddings import preload_in_background
 
-            # the task processes only: the main process keeps its heartbeats on time
-            os.nice(cpu_nice)
             preload_in_background()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import psutil
 import pytest
 
 from broker.app import sender
@@ -15,7 +14,6 @@ from shared.config import Settings
 from shared.pipeline.answer_ending import trim_to_last_sentence
 from shared.retrieval.embeddings import model_path
 from shared.state import batch_store
-from shared.state.registry import live_workers
 from tests.e2e.batch_data import MODELS, QUESTIONS, ask, write_jsonl
 from tests.helpers import assert_one_line_error, ragfleet, wait_for
 
@@ -40,19 +38,6 @@ def test_answered_questions_are_counted_apart_from_scored_ones(fleet, finished):
     summary, _ = finished
     batch = batch_store.get(client, summary["batch"])
     assert batch["answered"] == {m: 4 for m in MODELS}  # the repeated question counts twice
-
-
-def test_the_cpu_pools_task_processes_yield_to_the_model_pools(fleet):
-    """Scoring beside an answer slowed its prompt evaluation (BENCHMARKS.md): the cpu pool's
-    task processes run at niceness 19, its main process (heartbeats) and the pools at 0."""
-    _, client, _ = fleet
-    workers = {w["kind"]: w for w in live_workers(client)}
-    cpu = psutil.Process(workers["cpu"]["pid"])
-    assert cpu.nice() == 0
-    children = cpu.children()
-    assert children and all(child.nice() == 19 for child in children)
-    llm = psutil.Process(workers["llm"]["pid"])
-    assert all(p.nice() == 0 for p in [llm, *llm.children()])
 
 
 def test_identical_questions_are_answered_once(finished):
