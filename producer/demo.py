@@ -50,12 +50,6 @@ def generate_questions(client, app, catalog: Catalog, model: str, n: int, out: P
     return out
 
 
-def contexts_said(catalog: Catalog, models: list[str], top_k: int | None) -> str:
-    if top_k is not None:
-        return f"top-k {top_k}"
-    return "contexts " + ", ".join(f"{m} {catalog.get(m).contexts}" for m in models)
-
-
 def run(settings: Settings, catalog: Catalog, questions: int, max_tokens: int, top_k: int | None,
         say, on_batch_progress, models: list[str] | None = None,
         generator: str | None = None) -> tuple[dict, Path]:
@@ -86,9 +80,10 @@ def run(settings: Settings, catalog: Catalog, questions: int, max_tokens: int, t
     else:
         lines = QUESTIONS.read_text(encoding="utf-8").splitlines()[:questions]
         subset.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    params = batch_client.per_model_contexts(batch_client.batch_params(
+        settings, top_k, 0.3, max_tokens, SamplingOverrides(), None), catalog, models)
     say(f"{steps - 1}/{steps} ask {len(lines)} questions to {', '.join(models)} "
-        f"({contexts_said(catalog, models, top_k)}, up to {max_tokens} new tokens each)")
-    params = batch_client.batch_params(settings, top_k, 0.3, max_tokens, SamplingOverrides(), None)
+        f"({exports.contexts_said(params)}, up to {max_tokens} new tokens each)")
     batch_id, _ = batch_client.submit(app, client, catalog, subset, COLLECTION, models, params,
                                       queue_anyway=False)
     batch_client.wait(client, batch_id, on_progress=on_batch_progress)

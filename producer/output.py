@@ -73,7 +73,7 @@ def batch_progress(enabled: bool):
         for model, counts in batch["per_model"].items():
             done = sum(counts.values())
             filled = int(30 * done / max(1, per_question))
-            # answered, its scores not stored yet (the cpu pool scores after the model pool)
+            # answered, scores not stored yet (scoring follows on the cpu pool)
             waiting = batch.get("answered", {}).get(model, 0) - counts["completed"]
             lines.append(f"  {model:<22} [{'#' * filled}{'-' * (30 - filled)}] {done}/{per_question}"
                          + (f" ({counts['failed']} failed)" if counts["failed"] else "")

@@ -84,6 +84,14 @@ def mib(size: int | None) -> str:
     return "-" if not size else f"{size / 2**20:.0f} MiB"
 
 
+def contexts_said(params: dict) -> str:
+    """How many contexts a batch gave its models: one top-k, or each model its own."""
+    per_model = params.get("contexts_per_model")
+    if not per_model:
+        return f"top-k {params['top_k']}"
+    return "contexts per question " + ", ".join(f"{m} {n}" for m, n in per_model.items())
+
+
 def retrieval_lines(report: dict) -> list[str]:
     """The batch's retrieval, where references cite pages: hit rate at k and MRR."""
     metrics = report.get("retrieval") or {}

@@ -127,13 +127,6 @@ def _summary_table(report: dict) -> str:
             + (f"<ul>{pairs}</ul>" if pairs else ""))
 
 
-def _contexts_said(params: dict) -> str:
-    per_model = params.get("contexts_per_model")
-    if not per_model:
-        return f"top-k {params['top_k']}"
-    return "contexts per question " + ", ".join(f"{m} {n}" for m, n in per_model.items())
-
-
 def _settings_table(report: dict) -> str:
     """Each model's file and memory, and how it was asked (prompt template, sampling), as its
     answers recorded them."""
@@ -222,7 +215,7 @@ def render(report: dict) -> str:
 <p class="meta">Collection <b>{html.escape(batch['collection'])}</b> version {batch['version']},
 {batch['questions']} questions, models {html.escape(', '.join(batch['models']))};
 status {html.escape(batch['status'])}; created {created}.
-{html.escape(_contexts_said(batch['params']))}, BM25 weight {batch['params']['bm25_weight']}.</p>
+{html.escape(exports.contexts_said(batch['params']))}, BM25 weight {batch['params']['bm25_weight']}.</p>
 {_recommendation(report)}
 <h2>Summary</h2>
 {_summary_table(report)}

@@ -155,7 +155,7 @@ def get(client: redis.Redis, batch_id: str) -> dict:
     batch["per_model"] = {
         m: {o: int(raw.get(f"{o}:{m}", 0)) for o in OUTCOMES} for m in meta["models"]
     }
-    # answered and waiting for their scores (the cpu pool scores after the model pools)
+    # questions answered, scored or not yet: progress shows those waiting for their scores
     batch["answered"] = {m: int(raw.get(f"answered:{m}", 0)) for m in meta["models"]}
     return batch
 

@@ -5,6 +5,7 @@ import io
 
 import pytest
 
+from shared.report import exports
 from shared.report.exports import to_csv, to_seed
 
 pytestmark = pytest.mark.unit
@@ -49,3 +50,9 @@ def test_checks_in_the_summary_and_the_csv():
     first, second = csv.DictReader(io.StringIO(to_csv({"results": [checked, result()]})))
     assert (first["checks"], first["checks_passed"]) == ("contains:pass regex:fail", "False")
     assert (second["checks"], second["checks_passed"]) == ("", "")
+
+
+def test_contexts_said_names_each_models_count_or_the_one_top_k():
+    assert exports.contexts_said({"top_k": 3}) == "top-k 3"
+    assert exports.contexts_said({"top_k": 4, "contexts_per_model": {"a": 2, "b": 4}}) == (
+        "contexts per question a 2, b 4")
