@@ -45,6 +45,7 @@ from pathlib import Path
 
 from benchmarks import machine
 from benchmarks.bench_overhead import fleet_env, ragfleet
+from benchmarks.bench_prompts import paired
 from benchmarks.bench_study import DOCS
 from broker import connection
 from shared.config import Settings
@@ -207,6 +208,7 @@ def summary(rows: list[dict]) -> dict:
         "mean_cosine": statistics.mean(r["cosine"] for r in rows),  # a failure scores 0
         "mean_cosine_answered": statistics.mean(r["cosine"] for r in answered) if answered else None,
         "mean_answer_words": statistics.mean(len(r["answer"].split()) for r in rows),
+        "cosines": {r["id"]: r["cosine"] for r in rows},  # per question, for paired differences
         **({"mean_prompt_tokens": statistics.mean(r["prompt_tokens"] for r in answered),
             "mean_contexts": statistics.mean(r["contexts_used"] for r in answered)}
            if answered and "prompt_tokens" in answered[0] else {}),
@@ -261,7 +263,8 @@ def one_set(docs: str, args, prompt_names: list[str]) -> dict:
         return {"chain": chain_label, "fleet": fleet_label,
                 "speedup": chain["seconds_per_question"] / ours["seconds_per_question"],
                 "cosine_ratio": ours["mean_cosine"] / chain["mean_cosine"]
-                if chain["mean_cosine"] else None}
+                if chain["mean_cosine"] else None,
+                "cosine_diff_paired": paired(chain, ours)}  # fleet - chain, 95% interval
 
     # like for like: the fleet's default prompt on the GGUF as it is, against the chain on the
     # same model configuration with its best chunking
