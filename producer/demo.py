@@ -23,13 +23,17 @@ QUESTIONS = DATA / "standard_questions.jsonl"
 COLLECTION = "northwind-demo"
 MODELS = ["smollm2-135m", "gemma3-270m"]
 GENERATOR = "qwen2.5-coder-1.5b"  # installed on request: `ragfleet models pull`
+FALLBACK_GENERATOR = "smollm2-135m"  # bundled, instruction-tuned
 
 
 def default_generator(catalog: Catalog, settings: Settings, models: list[str]) -> str:
-    """The strongest model here to write questions: the 1.5B when it is installed."""
-    if catalog.get(GENERATOR).usable(settings.models_dir):
-        return GENERATOR
-    return models[-1]
+    """The strongest model here to write questions: the 1.5B when it is installed, else the
+    bundled instruction-tuned SmolLM2 (Gemma 3 270M is a base model: none of its 6 items
+    followed the generation format in a fresh-clone demo)."""
+    for name in (GENERATOR, FALLBACK_GENERATOR):
+        if name in catalog.models and catalog.get(name).usable(settings.models_dir):
+            return name
+    return models[0]
 
 
 def generate_questions(client, app, catalog: Catalog, model: str, n: int, out: Path,

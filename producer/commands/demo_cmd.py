@@ -28,7 +28,7 @@ from shared.llm.catalog import load_fleet_catalog
                    "(`ragfleet questions generate`), and the models are compared on them.")
 @click.option("--generator", metavar="NAME", default=None,
               help="The model that writes the questions with --generate (default: "
-                   "qwen2.5-coder-1.5b when installed, else the last compared model).")
+                   "qwen2.5-coder-1.5b when installed, else smollm2-135m).")
 def demo(n_questions, max_tokens, top_k, models, generate, generator):
     """The study end to end on the bundled Northwind PDF: SmolLM2 135M against Gemma 3 270M,
     or any models of the catalog."""
