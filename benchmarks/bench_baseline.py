@@ -295,6 +295,8 @@ def main() -> None:
     parser.add_argument("--fleet-study-rope", action="store_true",
                         help="also run the fleet's study prompt on the model with the study's "
                              "RoPE base 10000 (as LangChain ran it)")
+    parser.add_argument("--out", default="baseline",
+                        help="results file name under benchmarks/results/ (without .json)")
     args = parser.parse_args()
     prompt_names = args.prompts.split(",")
     if prompts.DEFAULT_PROMPT not in prompt_names:
@@ -323,10 +325,11 @@ def main() -> None:
                    f"--max-tokens {args.max_tokens} --model {args.model} "
                    f"--chunkings {args.chunkings} --prompts {args.prompts} "
                    f"--langchain-rope {args.langchain_rope}"
-                   + (" --fleet-study-rope" if args.fleet_study_rope else ""),
+                   + (" --fleet-study-rope" if args.fleet_study_rope else "")
+                   + (f" --out {args.out}" if args.out != "baseline" else ""),
     }
     print(json.dumps({d: s["like_for_like"] for d, s in sets.items()}, indent=1))
-    machine.write("baseline", figures)
+    machine.write(args.out, figures)
 
 
 if __name__ == "__main__":
