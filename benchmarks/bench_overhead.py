@@ -111,11 +111,11 @@ def speed_alone_and_in_batch(pairs: list[dict]) -> dict:
     same = [p for p in pairs if p["alone"].text == (p["in_batch"]["answer"] or "")
             + (p["in_batch"].get("cut_tail") or "")]
 
-    def ratios(batch_key: str, alone_key: str) -> list[float]:
-        return [p["in_batch"][batch_key] / getattr(p["alone"], alone_key) for p in pairs
-                if getattr(p["alone"], alone_key) and p["in_batch"].get(batch_key)]
+    def ratios(key: str) -> list[float]:  # the batch's record and the engine's result share names
+        return [p["in_batch"][key] / getattr(p["alone"], key) for p in pairs
+                if getattr(p["alone"], key) and p["in_batch"].get(key)]
 
-    decode, ttft = ratios("tokens_per_s", "tokens_per_s"), ratios("ttft_s", "ttft_s")
+    decode, ttft = ratios("tokens_per_s"), ratios("ttft_s")
     return {
         "answers": len(pairs),
         "same_text": len(same),
