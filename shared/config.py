@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How often a worker refreshes its registry entry."
     )
 
+    score_waits_for_pools: bool = Field(
+        default=True,
+        description="Scoring an answer waits (at most a minute) while a model pool of its host "
+        "generates, so the pool's timings are its own (BENCHMARKS.md). false: score at once, "
+        "for machines whose pools leave cores free.")
+
     prompt: str = Field(default="sentences",  # shared.retrieval.prompts.DEFAULT_PROMPT
                         description="Prompt template of a batch unless `ask --prompt` names one.")
     min_answer_tokens: int = Field(

@@ -11,8 +11,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from broker.app import app
 from broker.queues import ANSWER_TASK, INGEST_TASK, PING_TASK, RETRIEVE_TASK, SCORE_TASK, llm_queue
-from shared.config import get_settings
+from shared.config import get_settings, soft_limit
 from shared.pipeline import answering, ingest_job
+from shared.pipeline.core_sharing import PoolsFirst
 from shared.retrieval.embeddings import get_embedder
 from workers import pool, resources
 from workers.task_base import CountedTask
@@ -65,5 +66,10 @@ def retrieve(batch_id: str, unit: str, models: list[str] | None = None) -> None:
 
 @app.task(name=SCORE_TASK, base=ScoreTask)
 def score(batch_id: str, question_id: str, unit: str, model: str) -> None:
-    """Score one stored answer against its reference."""
-    answering.score_result(resources.store(), get_embedder(), batch_id, question_id, unit, model)
+    """Score one stored answer against its reference, leaving the cores to this host's model
+    pools while they generate (within answering.SCORE_MAX_PAUSE_S)."""
+    store, settings = resources.store(), get_settings()
+    pause = min(answering.SCORE_MAX_PAUSE_S, soft_limit(settings.cpu_task_time_limit_s) / 2)
+    answering.score_result(store, get_embedder(), batch_id, question_id, unit, model,
+                           threads=PoolsFirst(store, pause)
+                           if settings.score_waits_for_pools else None)

@@ -23,6 +23,7 @@ from shared.llm.memory import process_memory
 from shared.llm.requests import GenerationRequest, SamplingOverrides
 from shared.pipeline import checks, reference_free
 from shared.pipeline.answer_ending import trim_to_last_sentence
+from shared.pipeline.core_sharing import PoolsFirst, Yielding
 from shared.retrieval.fusion import retrieve
 from shared.retrieval.prompts import (
     BUILT_IN,
@@ -285,13 +286,23 @@ def batch_sampling(params: dict) -> SamplingOverrides:
 
 # -- step 3: score (cpu) ----------------------------------------------------------------------
 
+# How long one answer's scoring may wait, in all, for the model pools of its host (then it
+# goes on with one core beside them): scoring is ~0.5 s of one core per answer and slows a
+# pool's prompt evaluation beside it; waiting defers it to the gaps and the batch's end. The
+# bound keeps a cpu process from being held longer than this, so another batch's retrieval
+# queued behind a waiting score starts within it.
+SCORE_MAX_PAUSE_S = 60.0
+
+
 def score_result(client: redis.Redis, embedder, batch_id: str, question_id: str, unit: str,
-                 model: str) -> bool:
+                 model: str, threads: PoolsFirst | None = None) -> bool:
     """Cosine similarity of the stored answer and the question's reference (where it has one),
     with the retrieval embedder; the reference-free scores (groundedness, answer and context
     relevance: shared.pipeline.reference_free) of every answer; and the question's checks
     (contains, regex, exact). Returns False when the pair was settled already (a duplicate
-    delivery). A scoring error settles the pair as failed, so the batch never waits for it."""
+    delivery). A scoring error settles the pair as failed, so the batch never waits for it.
+    `threads` (a worker's PoolsFirst): the embedding waits while a model pool of this host
+    generates; `score_wait_s` records the wait, `score_s` the work."""
     if batch_store.has_result(client, batch_id, question_id, model):
         return False
     (question,) = [q for q in batch_store.questions(client, batch_id) if q["id"] == question_id]
@@ -299,6 +310,8 @@ def score_result(client: redis.Redis, embedder, batch_id: str, question_id: str,
     retrieved = batch_store.contexts(client, batch_id, unit)
     retrieval = cited_rank(question, retrieved)
     started = time.perf_counter()
+    if threads is not None:
+        embedder = Yielding(embedder, threads)
     try:
         cosine = (similarity(embedder, stored["answer"], question["reference"])
                   if question.get("reference") else None)
@@ -313,7 +326,9 @@ def score_result(client: redis.Redis, embedder, batch_id: str, question_id: str,
             client, batch_id, question_id, model,
             batch_store.result_record(question, model, unit, answer=stored, retrieval=retrieval,
                                       error=f"scoring failed: {reason(exc)}"), "failed")
-    stored = {**stored, "score_s": time.perf_counter() - started}
+    waited = threads.waited_s if threads is not None else 0.0
+    stored = {**stored, "score_s": time.perf_counter() - started - waited,
+              "score_wait_s": waited}
     return batch_store.record(client, batch_id, question_id, model,
                               batch_store.result_record(question, model, unit, answer=stored,
                                                         cosine=cosine, retrieval=retrieval),

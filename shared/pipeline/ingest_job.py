@@ -7,17 +7,15 @@ lock keeps two runs from building on the same version."""
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import time
 
 import redis
 
 from shared.config import Settings, soft_limit
 from shared.errors import RagfleetError
+from shared.pipeline.core_sharing import PoolsFirst
 from shared.pipeline.ingestion import SourceDocument, ingest
 from shared.retrieval import download
-from shared.state import jobs, locks, registry, uploads
+from shared.state import jobs, locks, uploads
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +57,8 @@ def _run(client: redis.Redis, job: dict, embedder, settings: Settings,
                 # each step also checks the job: a cancelled one raises JobFinished here
                 progress=lambda stage, done, total: jobs.update(
                     client, job_id, stage=stage, done=done, total=total),
-                # half its time may go to waiting for the model pools (see embedding_threads)
-                threads=embedding_threads(
-                    client, soft_limit(settings.cpu_task_time_limit_s) / 2),
+                # half its time may go to waiting for the model pools (core_sharing)
+                threads=PoolsFirst(client, soft_limit(settings.cpu_task_time_limit_s) / 2),
                 embedder_kind=settings.embedder,
             )
     except jobs.JobFinished:
@@ -88,36 +85,6 @@ def _run(client: redis.Redis, job: dict, embedder, settings: Settings,
         return jobs.update(client, job_id, finished_ok=True, result=report.to_json(),
                            error=f"{finished.job.get('error')}, too late: version "
                                  f"{report.version} was already stored")
-
-
-# How often a paused embedder looks again whether the model pools of its host still generate.
-PAUSE_STEP_S = 0.2
-
-
-def embedding_threads(client: redis.Redis, max_pause_s: float, sleep=time.sleep):
-    """Every core for the embedder while no model pool of this host is generating. While one
-    is, the embedder waits: llama.cpp's answers slow down when anything else runs on their
-    cores, even at idle priority (BENCHMARKS.md, "An ingestion while a pool answers"). The
-    waits add up to at most max_pause_s, so that an ingestion behind a long batch still ends
-    within its time limit; after that it goes on with one core while a pool generates."""
-    host, cores = socket.gethostname(), os.cpu_count() or 1
-    paused = 0.0
-
-    def generating() -> bool:
-        try:
-            return registry.generating_on(client, host) > 0
-        except redis.exceptions.RedisError:
-            return True  # cannot tell: assume the pools are busy
-
-    def threads() -> int:
-        nonlocal paused
-        while generating():
-            if paused >= max_pause_s:
-                return 1
-            sleep(PAUSE_STEP_S)
-            paused += PAUSE_STEP_S
-        return cores
-    return threads
 
 
 def fail_unfinished(client: redis.Redis, job_id: str, reason: str) -> None:

@@ -5,7 +5,9 @@ deduplicating, cancelling, budgeting and failing, not the models (the e2e tests 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,8 @@ from shared.config import Settings
 from shared.errors import ModelUnavailable, UsageError
 from shared.llm.catalog import ModelSettings
 from shared.llm.requests import ChatMessage, GenerationRequest, GenerationResult
-from shared.pipeline import answering, ingest_job
+from shared.pipeline import answering, core_sharing, ingest_job
+from shared.pipeline.core_sharing import PoolsFirst
 from shared.pipeline.ingestion import index_cache
 from shared.retrieval import indexes
 from shared.retrieval.chunking import Chunk
@@ -39,9 +42,12 @@ class WordEmbedder:
     def __init__(self, fail: BaseException | None = None):
         self.calls = 0
         self.fail = fail
+        self.cores_given: list[int] = []  # what `threads` said, as the real embedders ask it
 
     def embed(self, texts: list[str], progress=None, threads=None) -> np.ndarray:
         self.calls += 1
+        if threads:
+            self.cores_given.append(threads())
         if self.fail:
             raise self.fail
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -277,6 +283,58 @@ def test_cancelled_batch_is_settled_without_generating(redis_client, collection,
     found = outcomes(redis_client, "b-test")
     assert found[("q1", "small")] == found[("q3", "big")] == "cancelled"
     assert ("q1", "big") not in found  # its own answer task settles it
+
+
+def test_scoring_waits_while_a_pool_of_this_host_generates_and_records_the_wait(
+        redis_client, collection, model_file):
+    import socket
+
+    from shared.state import registry
+
+    make_batch(redis_client, collection)
+    embedder = WordEmbedder()
+    answering.retrieve_unit(redis_client, index_cache(redis_client), embedder, "b-test", "u2")
+    assert answer(redis_client, ScriptedEngine(model_file), unit="u2") == ["q3"]
+    slept = []
+
+    def generation_ends(seconds):  # the pool finishes its answer while the score waits
+        slept.append(seconds)
+        time.sleep(seconds)
+        if len(slept) == 3:
+            redis_client.delete(keys.generating_key(socket.gethostname()))
+
+    with registry.generating(redis_client, socket.gethostname(), "answer-1", ttl_s=60):
+        assert answering.score_result(redis_client, embedder, "b-test", "q3", "u2", "small",
+                                      threads=PoolsFirst(redis_client, 60, generation_ends))
+    (scored,) = [r for r in batch_store.results(redis_client, "b-test") if r["question_id"] == "q3"]
+    assert slept == [core_sharing.PAUSE_STEP_S] * 3
+    assert scored["score_wait_s"] >= 3 * core_sharing.PAUSE_STEP_S
+    assert scored["groundedness"] is not None and scored["score_s"] >= 0
+    assert embedder.cores_given and set(embedder.cores_given) == {os.cpu_count() or 1}
+
+
+def test_scoring_goes_on_with_one_core_when_its_pause_budget_is_spent(redis_client, collection,
+                                                                      model_file):
+    import socket
+
+    from shared.state import registry
+
+    make_batch(redis_client, collection)
+    embedder = WordEmbedder()
+    answering.retrieve_unit(redis_client, index_cache(redis_client), embedder, "b-test", "u2")
+    answer(redis_client, ScriptedEngine(model_file), unit="u2")
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    with registry.generating(redis_client, socket.gethostname(), "a-long-answer", ttl_s=60):
+        assert answering.score_result(redis_client, embedder, "b-test", "q3", "u2", "small",
+                                      threads=PoolsFirst(redis_client, 1.0, sleep))
+    (scored,) = [r for r in batch_store.results(redis_client, "b-test") if r["question_id"] == "q3"]
+    assert sum(slept) == pytest.approx(1.0) and not scored.get("error")
+    assert scored["score_wait_s"] >= 1.0 and set(embedder.cores_given) == {1}
 
 
 def test_cancel_settles_every_open_pair_and_keeps_finished_ones(redis_client, collection,
@@ -616,7 +674,7 @@ def test_the_embedder_waits_while_a_pool_of_this_host_generates_within_its_pause
 
     host, cores = socket.gethostname(), os.cpu_count() or 1
     slept = []
-    threads = ingest_job.embedding_threads(redis_client, max_pause_s=1.0, sleep=slept.append)
+    threads = PoolsFirst(redis_client, max_pause_s=1.0, sleep=slept.append)
     assert threads() == cores and slept == []
     with registry.generating(redis_client, "another-host", "task-2", ttl_s=60):
         assert threads() == cores  # another machine's pools have their own cores
@@ -629,7 +687,7 @@ def test_the_embedder_waits_while_a_pool_of_this_host_generates_within_its_pause
         slept.append(seconds)
         redis_client.delete(keys.generating_key(host))
 
-    threads = ingest_job.embedding_threads(redis_client, max_pause_s=60, sleep=generation_ends)
+    threads = PoolsFirst(redis_client, max_pause_s=60, sleep=generation_ends)
     slept.clear()
     with registry.generating(redis_client, host, "task-3", ttl_s=60):
-        assert threads() == cores and slept == [ingest_job.PAUSE_STEP_S]
+        assert threads() == cores and slept == [core_sharing.PAUSE_STEP_S]
