@@ -46,8 +46,9 @@ def fleet_env(data_dir: Path) -> dict:
     return env
 
 
-def through_the_fleet(data_dir: Path, questions: Path, max_tokens: int, threads: int):
-    env = fleet_env(data_dir)
+def through_the_fleet(data_dir: Path, questions: Path, max_tokens: int, threads: int,
+                      settings_env: dict | None = None):
+    env = {**fleet_env(data_dir), **(settings_env or {})}
     ragfleet(env, "up", "--model", MODEL, "--threads", str(threads))
     try:
         ragfleet(env, "ingest", str(PDF), "-c", "bench", "--wait")
@@ -85,25 +86,29 @@ def bare(results: list[dict], contexts: dict, max_tokens: int, threads: int) -> 
     return times
 
 
-def alone(results: list[dict], contexts: dict, threads: int) -> list[dict]:
+def alone(results: list[dict], contexts: dict, threads: int) -> dict:
     """The pool's own engine with nothing beside it: the batch's answers asked again, in the
-    order the pool answered them, with the same prompt, cap and sampling. Against the batch's
-    own records this is a pool's speed alone and during a batch (retrieval of the next
-    questions and scoring of the last answers running on the cpu pool beside it)."""
+    order the pool answered them, with the same prompt, cap and sampling; by question id.
+    Against a batch's own records this is a pool's speed alone and during a batch (retrieval of
+    the next questions and scoring of the last answers running on the cpu pool beside it)."""
     from shared.llm.llama_engine import LlamaEngine
     from shared.llm.requests import GenerationRequest
 
     settings = Settings()
     model = load_catalog(settings.catalog_path).get(MODEL)
     engine = LlamaEngine(model, model.ensure_file(settings.models_dir), threads)
-    rows = []
+    found = {}
     for r in sorted(results, key=lambda r: r["started_at"]):
         kept = contexts[r["unit"]]["contexts"][:r["contexts_used"]]
-        result = engine.generate(GenerationRequest(
+        found[r["question_id"]] = engine.generate(GenerationRequest(
             model=MODEL, messages=prompts.messages_for(r["question"], kept),
             max_tokens=r["max_tokens"], temperature=0.0))
-        rows.append({"in_batch": r, "alone": result})
-    return rows
+    return found
+
+
+def paired(results: list[dict], alone_results: dict) -> list[dict]:
+    return [{"in_batch": r, "alone": alone_results[r["question_id"]]} for r in results
+            if r["question_id"] in alone_results]
 
 
 def speed_alone_and_in_batch(pairs: list[dict]) -> dict:
@@ -132,19 +137,45 @@ def speed_alone_and_in_batch(pairs: list[dict]) -> dict:
     }
 
 
+def fleet_run(subset: Path, data_dir: Path, args, settings_env: dict | None = None) -> dict:
+    wall, summary, results, contexts = through_the_fleet(data_dir, subset, args.max_tokens,
+                                                         args.threads, settings_env)
+    return {"wall": wall, "summary": summary, "results": results, "contexts": contexts}
+
+
+def scoring_figures(run: dict, bare_s: float, alone_results: dict) -> dict:
+    """One fleet run against bare generation and the pool alone: what scoring beside it cost."""
+    results = run["results"]
+    return {
+        "fleet_wall_s": run["wall"],
+        "ratio_to_bare": run["wall"] / bare_s,
+        "fleet_generation_s": sum(r["response_s"] for r in results),
+        "mean_score_s": statistics.mean(r.get("score_s") or 0.0 for r in results),
+        "mean_score_wait_s": statistics.mean(r.get("score_wait_s") or 0.0 for r in results),
+        "pool_speed_alone_and_in_batch": speed_alone_and_in_batch(paired(results, alone_results)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--questions", type=int, default=10)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--no-scoring-at-once", action="store_true",
+                        help="skip the second fleet run that scores beside the pool "
+                             "(RAGFLEET_SCORE_WAITS_FOR_POOLS=0)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         subset = Path(tmp) / "questions.jsonl"
         subset.write_text("\n".join(QUESTIONS.read_text().splitlines()[:args.questions]) + "\n")
-        wall, summary, results, contexts = through_the_fleet(Path(tmp) / "data", subset,
-                                                             args.max_tokens, args.threads)
+        run = fleet_run(subset, Path(tmp) / "data", args)
+        at_once = None if args.no_scoring_at_once else fleet_run(
+            subset, Path(tmp) / "data-at-once", args, {"RAGFLEET_SCORE_WAITS_FOR_POOLS": "0"})
+    wall, summary, results, contexts = (run["wall"], run["summary"], run["results"],
+                                        run["contexts"])
     bare_times = bare(results, contexts, args.max_tokens, args.threads)
-    interference = speed_alone_and_in_batch(alone(results, contexts, args.threads))
+    alone_results = alone(results, contexts, args.threads)
+    interference = speed_alone_and_in_batch(paired(results, alone_results))
     n = len(results)
     generation = sum(r["response_s"] for r in results)
 
@@ -172,18 +203,27 @@ def main() -> None:
             "retrieval": mean_ms("retrieval_s"),
             "prompt_building": mean_ms("prompt_s"),
             "scoring": mean_ms("score_s"),
+            "scoring_wait": mean_ms("score_wait_s"),
             "queue_and_storage_gap": 1000 * statistics.mean(gaps) if gaps else None,
         },
         "pool_speed_alone_and_in_batch": interference,
+        "scoring": {
+            "waits_for_pools": scoring_figures(run, sum(bare_times), alone_results),
+            "at_once": at_once and scoring_figures(at_once, sum(bare_times), alone_results),
+            "notes": "the same batch twice in one run: scoring waiting while the pool "
+                     "generates (the default) and scoring at once beside it "
+                     "(RAGFLEET_SCORE_WAITS_FOR_POOLS=0); each paired per answer with the "
+                     "pool's engine alone on the same prompts",
+        },
         "notes": "retrieval runs on the cpu pool while the model pool generates the previous "
-                 "answer, so only the first question's retrieval and the last one's scoring "
-                 "add to the wall time",
+                 "answer, so only the first question's retrieval and the scoring left at the "
+                 "end add to the wall time",
         "batch": summary["batch"],
         "command": ".venv/bin/python -m benchmarks.bench_overhead "
                    f"--questions {args.questions} --max-tokens {args.max_tokens}",
     }
     print(json.dumps({k: figures[k] for k in ("ratio", "fleet_wall_s", "bare_generation_s",
-                                              "pool_speed_alone_and_in_batch")}, indent=1))
+                                              "scoring")}, indent=1, default=str))
     machine.write("overhead", figures)
 
 
