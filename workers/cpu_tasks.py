@@ -70,6 +70,6 @@ def score(batch_id: str, question_id: str, unit: str, model: str) -> None:
     pools while they generate (within answering.SCORE_MAX_PAUSE_S)."""
     store, settings = resources.store(), get_settings()
     pause = min(answering.SCORE_MAX_PAUSE_S, soft_limit(settings.cpu_task_time_limit_s) / 2)
-    answering.score_result(store, get_embedder(), batch_id, question_id, unit, model,
+    answering.score_result(store, resources.scoring_embedder(), batch_id, question_id, unit, model,
                            threads=PoolsFirst(store, pause)
                            if settings.score_waits_for_pools else None)
