@@ -277,6 +277,36 @@ def one_set(docs: str, args, prompt_names: list[str]) -> dict:
                 key=lambda r: r["cosine_ratio"] if r else -1)}
 
 
+def headline(sets: dict) -> dict:
+    """The worst document set's like-for-like ratios: the target must hold on every set."""
+    heads = [s["like_for_like"] for s in sets.values() if s["like_for_like"]]
+    return {
+        "speedup_like_for_like": min((h["speedup"] for h in heads), default=None),
+        "cosine_ratio_like_for_like": min((h["cosine_ratio"] for h in heads
+                                           if h["cosine_ratio"] is not None), default=None),
+        "target": {"speedup_like_for_like": 1.5, "cosine_ratio_like_for_like": 1.0},
+    }
+
+
+def combined(names: list[str]) -> dict:
+    """Runs of one set each (the whole study on one set can take hours here), as one file: each
+    set keeps its own run's figures, command and machine."""
+    sets, sources = {}, {}
+    for name in names:
+        run = json.loads((machine.RESULTS / f"{name}.json").read_text())
+        for docs, figures in run["sets"].items():
+            if docs in sets:
+                raise SystemExit(f"{docs} is in both {sources[docs]} and {name}")
+            sets[docs], sources[docs] = figures, name
+            figures["source"] = {"file": f"benchmarks/results/{name}.json",
+                                 "command": run["command"], "machine": run.get("machine")}
+    return {**headline(sets), "sets": sets,
+            "notes": "each set's figures come from its own run (source); the headline is the "
+                     "worse set's",
+            "command": ".venv/bin/python -m benchmarks.bench_baseline --combine "
+                       + ",".join(names)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", default="northwind,galaxy-s10")
@@ -297,18 +327,19 @@ def main() -> None:
                              "RoPE base 10000 (as LangChain ran it)")
     parser.add_argument("--out", default="baseline",
                         help="results file name under benchmarks/results/ (without .json)")
+    parser.add_argument("--combine", metavar="NAME,NAME",
+                        help="run nothing: put the sets of these earlier results files (one "
+                             "set per file) into --out, with the headline over all of them")
     args = parser.parse_args()
+    if args.combine:
+        machine.write(args.out, combined(args.combine.split(",")))
+        return
     prompt_names = args.prompts.split(",")
     if prompts.DEFAULT_PROMPT not in prompt_names:
         prompt_names.append(prompts.DEFAULT_PROMPT)  # the headline is the fleet's default
     sets = {docs: one_set(docs, args, prompt_names) for docs in args.docs.split(",")}
-    heads = [s["like_for_like"] for s in sets.values() if s["like_for_like"]]
     figures = {
-        # the worst document set's: the target must hold on every set
-        "speedup_like_for_like": min((h["speedup"] for h in heads), default=None),
-        "cosine_ratio_like_for_like": min((h["cosine_ratio"] for h in heads
-                                           if h["cosine_ratio"] is not None), default=None),
-        "target": {"speedup_like_for_like": 1.5, "cosine_ratio_like_for_like": 1.0},
+        **headline(sets),
         "model": args.model,
         "default_prompt": prompts.DEFAULT_PROMPT,
         "max_tokens": args.max_tokens,

@@ -164,13 +164,23 @@ def main() -> None:
     parser.add_argument("--no-scoring-at-once", action="store_true",
                         help="skip the second fleet run that scores beside the pool "
                              "(RAGFLEET_SCORE_WAITS_FOR_POOLS=0)")
+    parser.add_argument("--at-once-first", action="store_true",
+                        help="run the fleet that scores at once before the default one (this "
+                             "machine drifts by ~10%% between runs: swap the order to tell)")
+    parser.add_argument("--out", default="overhead", help="benchmarks/results/OUT.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         subset = Path(tmp) / "questions.jsonl"
         subset.write_text("\n".join(QUESTIONS.read_text().splitlines()[:args.questions]) + "\n")
-        run = fleet_run(subset, Path(tmp) / "data", args)
-        at_once = None if args.no_scoring_at_once else fleet_run(
-            subset, Path(tmp) / "data-at-once", args, {"RAGFLEET_SCORE_WAITS_FOR_POOLS": "0"})
+        runs = {}
+        order = ["at_once", "default"] if args.at_once_first else ["default", "at_once"]
+        for name in order:
+            if name == "default":
+                runs[name] = fleet_run(subset, Path(tmp) / "data", args)
+            elif not args.no_scoring_at_once:
+                runs[name] = fleet_run(subset, Path(tmp) / "data-at-once", args,
+                                       {"RAGFLEET_SCORE_WAITS_FOR_POOLS": "0"})
+        run, at_once = runs["default"], runs.get("at_once")
     wall, summary, results, contexts = (run["wall"], run["summary"], run["results"],
                                         run["contexts"])
     bare_times = bare(results, contexts, args.max_tokens, args.threads)
@@ -219,12 +229,15 @@ def main() -> None:
                  "answer, so only the first question's retrieval and the scoring left at the "
                  "end add to the wall time",
         "batch": summary["batch"],
+        "order": order,
         "command": ".venv/bin/python -m benchmarks.bench_overhead "
-                   f"--questions {args.questions} --max-tokens {args.max_tokens}",
+                   f"--questions {args.questions} --max-tokens {args.max_tokens}"
+                   + (" --at-once-first" if args.at_once_first else "")
+                   + (f" --out {args.out}" if args.out != "overhead" else ""),
     }
     print(json.dumps({k: figures[k] for k in ("ratio", "fleet_wall_s", "bare_generation_s",
                                               "scoring")}, indent=1, default=str))
-    machine.write("overhead", figures)
+    machine.write(args.out, figures)
 
 
 if __name__ == "__main__":
