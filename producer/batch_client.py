@@ -34,7 +34,8 @@ def batch_params(settings: Settings, top_k: int | None, bm25_weight: float,
     template = get_prompt(prompt or settings.prompt, settings.prompts_path)
     return {"top_k": top_k, "bm25_weight": bm25_weight, "max_tokens": max_tokens,
             "trim_cut": trim_cut, "min_answer_tokens": settings.min_answer_tokens,
-            "sampling": sampling.model_dump(exclude_none=True), "prompt": template.model_dump()}
+            "sampling": sampling.model_dump(exclude_none=True), "prompt": template.model_dump(),
+            "prompt_named": prompt is not None}
 
 
 def per_model_contexts(params: dict, catalog: Catalog, models: list[str]) -> dict:
@@ -44,6 +45,25 @@ def per_model_contexts(params: dict, catalog: Catalog, models: list[str]) -> dic
         return params
     counts = {name: catalog.get(name).contexts for name in models}
     return {**params, "top_k": max(counts.values()), "contexts_per_model": counts}
+
+
+def per_model_prompts(params: dict, catalog: Catalog, models: list[str],
+                      prompts_path: Path | None = None) -> dict:
+    """A batch that names no prompt: a model whose catalog names its own template answers with
+    it (stored whole, as the batch's own is), the others with the batch's."""
+    if params.get("prompt_named") or "prompts_per_model" in params:
+        return params
+    own = {name: get_prompt(catalog.get(name).prompt, prompts_path).model_dump()
+           for name in models if catalog.get(name).prompt}
+    return {**params, "prompts_per_model": {
+        name: template for name, template in own.items() if template != params["prompt"]}}
+
+
+def per_model(params: dict, catalog: Catalog, models: list[str],
+              prompts_path: Path | None = None) -> dict:
+    """The batch's params with each model's catalog defaults where the batch named none."""
+    return per_model_prompts(per_model_contexts(params, catalog, models), catalog, models,
+                             prompts_path)
 
 
 def check_pools(client: redis.Redis, models: list[str], queue_anyway: bool) -> list[str]:
@@ -60,7 +80,7 @@ def check_pools(client: redis.Redis, models: list[str], queue_anyway: bool) -> l
 
 def submit(app, client: redis.Redis, catalog: Catalog, questions_path: Path, collection: str,
            models: list[str], params: dict, queue_anyway: bool, limit: int | None = None,
-           repeat: int = 1) -> tuple[str, list[str]]:
+           repeat: int = 1, prompts_path: Path | None = None) -> tuple[str, list[str]]:
     """Returns the batch id and the models queued without a pool. Nothing is enqueued unless
     every check passes. limit: only the first questions; repeat: each asked that many times
     (ids QID#1..QID#N, each answered apart, with seeds seed..seed+N-1)."""
@@ -75,7 +95,7 @@ def submit(app, client: redis.Redis, catalog: Catalog, questions_path: Path, col
         if room >= model.n_ctx - 64:
             raise UsageError(f"--max-tokens {room} leaves no room for the prompt in "
                              f"{name}'s n_ctx of {model.n_ctx}")
-    params = per_model_contexts(params, catalog, models)
+    params = per_model(params, catalog, models, prompts_path)
     questions = read_questions(questions_path)[:limit]
     version = collection_store.current_version(client, collection_store.check_name(collection))
     if version is None:

@@ -84,10 +84,12 @@ def run(settings: Settings, catalog: Catalog, questions: int, max_tokens: int, t
     else:
         lines = QUESTIONS.read_text(encoding="utf-8").splitlines()[:questions]
         subset.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    params = batch_client.per_model_contexts(batch_client.batch_params(
-        settings, top_k, 0.3, max_tokens, SamplingOverrides(), None), catalog, models)
+    params = batch_client.per_model(batch_client.batch_params(
+        settings, top_k, 0.3, max_tokens, SamplingOverrides(), None), catalog, models,
+        settings.prompts_path)
     say(f"{steps - 1}/{steps} ask {len(lines)} questions to {', '.join(models)} "
-        f"({exports.contexts_said(params)}, up to {max_tokens} new tokens each)")
+        f"({exports.contexts_said(params)}; {exports.prompts_said(params)}; up to {max_tokens} "
+        "new tokens each)")
     batch_id, _ = batch_client.submit(app, client, catalog, subset, COLLECTION, models, params,
                                       queue_anyway=False)
     batch_client.wait(client, batch_id, on_progress=on_batch_progress)

@@ -85,7 +85,8 @@ def ask(questions, collection, models, top_k, bm25_weight, max_tokens, keep_cut_
                                            trim_cut=not keep_cut_endings)
         batch_id, without_pool = batch_client.submit(
             app, client, load_fleet_catalog(session.settings), questions, collection,
-            list(models), params, queue_anyway, limit=limit, repeat=repeat)
+            list(models), params, queue_anyway, limit=limit, repeat=repeat,
+            prompts_path=session.settings.prompts_path)
         if without_pool:
             info(f"warning: queued for {', '.join(without_pool)} with no running pool")
     if wait is None:

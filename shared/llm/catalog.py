@@ -85,6 +85,11 @@ class ModelSettings(BaseModel):
     # same on 2 as on 4, in ~40% less time; a 1.5B scores higher on 4).
     contexts: int = Field(default=4, ge=1, le=50,
                           description="contexts per question unless the batch sets --top-k")
+    # The prompt template when a batch names no --prompt (unset: RAGFLEET_PROMPT). A base
+    # model that ignores "answer in at most three sentences" may score better on another
+    # wording (BENCHMARKS.md, the prompt's wording per model).
+    prompt: str | None = Field(default=None, min_length=1,
+                               description="prompt template unless the batch sets --prompt")
     parallel: int = Field(default=1, ge=1, le=64,
                           description="sequences decoded together (continuous batching)")
     kv_unified: bool = Field(default=False,

@@ -221,7 +221,7 @@ def generate_answer(engine: Engine, batch: dict, model: str, question: str, retr
     started = time.perf_counter()
     started_at = time.time()
     params = batch["params"]
-    template = batch_prompt(params)
+    template = batch_prompt(params, model)
     # a batch without --top-k gives each model its own number of the best-ranked contexts
     given = retrieved["contexts"][:params.get("contexts_per_model", {}).get(model)]
     fitted = fit_prompt(question, given, engine.count_tokens, engine.model.n_ctx,
@@ -271,10 +271,11 @@ def generate_answer(engine: Engine, batch: dict, model: str, question: str, retr
     }
 
 
-def batch_prompt(params: dict) -> PromptTemplate:
-    """The template a batch was created with (stored whole, so a worker on any machine has it);
-    batches from before templates used the default one."""
-    stored = params.get("prompt")
+def batch_prompt(params: dict, model: str | None = None) -> PromptTemplate:
+    """The template a batch was created with for this model (stored whole, so a worker on any
+    machine has it): the model's own where its catalog names one and the batch did not, else
+    the batch's; batches from before templates used the default one."""
+    stored = params.get("prompts_per_model", {}).get(model) or params.get("prompt")
     return PromptTemplate.model_validate(stored) if stored else BUILT_IN[LEGACY_PROMPT]
 
 

@@ -92,6 +92,15 @@ def contexts_said(params: dict) -> str:
     return "contexts per question " + ", ".join(f"{m} {n}" for m, n in per_model.items())
 
 
+def prompts_said(params: dict) -> str:
+    """Which prompt template a batch's models answered with: one, or some models their own."""
+    said = f"prompt {(params.get('prompt') or {}).get('name', '-')}"
+    own = params.get("prompts_per_model") or {}
+    if own:
+        said += " (" + ", ".join(f"{m}: {t['name']}" for m, t in own.items()) + ")"
+    return said
+
+
 def retrieval_lines(report: dict) -> list[str]:
     """The batch's retrieval, where references cite pages: hit rate at k and MRR."""
     metrics = report.get("retrieval") or {}

@@ -215,7 +215,8 @@ def render(report: dict) -> str:
 <p class="meta">Collection <b>{html.escape(batch['collection'])}</b> version {batch['version']},
 {batch['questions']} questions, models {html.escape(', '.join(batch['models']))};
 status {html.escape(batch['status'])}; created {created}.
-{html.escape(exports.contexts_said(batch['params']))}, BM25 weight {batch['params']['bm25_weight']}.</p>
+{html.escape(exports.contexts_said(batch['params']))};
+{html.escape(exports.prompts_said(batch['params']))}; BM25 weight {batch['params']['bm25_weight']}.</p>
 {_recommendation(report)}
 <h2>Summary</h2>
 {_summary_table(report)}

@@ -270,6 +270,23 @@ def test_each_model_answers_from_its_own_number_of_the_best_contexts(redis_clien
         assert stored["contexts_used"] == count and len(stored["pages"]) == count
 
 
+def test_a_model_with_its_own_prompt_answers_with_it_and_the_others_with_the_batchs(
+        redis_client, collection, model_file):
+    from shared.retrieval.prompts import BUILT_IN
+
+    batch_id = make_batch(redis_client, collection, prompt=BUILT_IN["sentences"].model_dump(),
+                          prompts_per_model={"big": BUILT_IN["study"].model_dump()})
+    answering.retrieve_unit(redis_client, index_cache(redis_client), WordEmbedder(), batch_id,
+                            "u1")
+    for model, template in (("small", "sentences"), ("big", "study")):
+        engine = ScriptedEngine(model_file, name=model)
+        answer(redis_client, engine, model=model)
+        system = engine.requests[0].messages[0].content
+        assert system.startswith(BUILT_IN[template].system.split("{")[0][:40])
+        assert batch_store.answer(redis_client, batch_id, "u1", model)["prompt"] == \
+            BUILT_IN[template].label
+
+
 def test_cancelled_batch_is_settled_without_generating(redis_client, collection, model_file):
     make_batch(redis_client, collection)
     cache, embedder = index_cache(redis_client), WordEmbedder()

@@ -56,3 +56,10 @@ def test_contexts_said_names_each_models_count_or_the_one_top_k():
     assert exports.contexts_said({"top_k": 3}) == "top-k 3"
     assert exports.contexts_said({"top_k": 4, "contexts_per_model": {"a": 2, "b": 4}}) == (
         "contexts per question a 2, b 4")
+
+
+def test_prompts_said_names_the_batch_template_and_each_models_own():
+    assert exports.prompts_said({"prompt": {"name": "sentences"}}) == "prompt sentences"
+    assert exports.prompts_said({"prompt": {"name": "sentences"},
+                                 "prompts_per_model": {"gemma3-270m": {"name": "study"}}}) == (
+        "prompt sentences (gemma3-270m: study)")
