@@ -237,9 +237,11 @@ def test_the_studys_max_tokens_and_prompt_run_capped_by_the_room_left(fleet, fin
     result = json.loads(compared.stdout)
     assert result["questions"] == 1
     assert len(result["summary"]) == 3  # two models there, one here
-    # the first batch was asked with the default prompt, this one with the study's
+    # the first batch named no prompt: SmolLM2 answered with the default, Gemma 3 with its
+    # catalog's own (the study's); this one named the study's
     assert sorted(s["prompt"] for s in result["summary"]) == \
-        ["sentences@v1", "sentences@v1", "study@v1"]
+        ["sentences@v1", "study@v1", "study@v1"]
+    assert [s["prompt"] for s in result["summary"] if "gemma3-270m" in s["run"]] == ["study@v1"]
     page = (folder / "compare.html").read_text()
     assert "compare" in page
     choice = result["recommendation"]["choice"]["run"]
