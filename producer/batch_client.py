@@ -35,7 +35,8 @@ def batch_params(settings: Settings, top_k: int | None, bm25_weight: float,
     return {"top_k": top_k, "bm25_weight": bm25_weight, "max_tokens": max_tokens,
             "trim_cut": trim_cut, "min_answer_tokens": settings.min_answer_tokens,
             "sampling": sampling.model_dump(exclude_none=True), "prompt": template.model_dump(),
-            "prompt_named": prompt is not None}
+            # a prompt the user chose (--prompt, or RAGFLEET_PROMPT set) is every model's
+            "prompt_named": prompt is not None or "prompt" in settings.model_fields_set}
 
 
 def per_model_contexts(params: dict, catalog: Catalog, models: list[str]) -> dict:

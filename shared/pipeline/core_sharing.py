@@ -13,6 +13,7 @@ import os
 import socket
 import time
 
+import numpy as np
 import redis
 
 from shared.state import registry
@@ -49,14 +50,28 @@ class PoolsFirst:
 
 
 class Yielding:
-    """An embedder that embeds only as PoolsFirst allows (the scoring step: every `embed` call
-    of it asks before each batch). `dim`, `id` and the rest are the wrapped embedder's."""
+    """An embedder that embeds only as PoolsFirst allows, on the calling thread (the scoring
+    step). Before every batch of the wrapped embedder's size it asks `threads` (waiting while a
+    pool generates), then embeds that batch on this thread at its own priority: the embedders'
+    own `threads` path runs batches on idle-priority threads, which a busy pool would starve
+    once the pause budget is spent. Texts go longest first, as the embedders batch them, so
+    the batches and their vectors are the ones a plain call makes. `dim`, `id` and the rest are
+    the wrapped embedder's."""
 
-    def __init__(self, embedder, threads: PoolsFirst):
+    def __init__(self, embedder, threads: PoolsFirst, batch_size: int | None = None):
         self.embedder, self.threads = embedder, threads
+        self.step = batch_size or getattr(embedder, "batch_size", None) or 2
 
-    def embed(self, texts: list[str], progress=None, threads=None):
-        return self.embedder.embed(texts, progress=progress, threads=threads or self.threads)
+    def embed(self, texts: list[str], progress=None, threads=None) -> np.ndarray:
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), self.embedder.dim), dtype=np.float32)
+        for start in range(0, len(order), self.step):
+            self.threads()  # waits while a pool of this host generates, within its budget
+            rows = order[start:start + self.step]
+            out[rows] = self.embedder.embed([texts[i] for i in rows])
+            if progress:
+                progress(start + len(rows), len(texts))
+        return out
 
     def __getattr__(self, name: str):
         return getattr(self.embedder, name)

@@ -30,20 +30,21 @@ class Remembering:
 
     def embed(self, texts: list[str], progress=None, threads=None) -> np.ndarray:
         with self.lock:
-            missing = list(dict.fromkeys(t for t in texts if t not in self.vectors))
+            known = {t: self.vectors[t] for t in texts if t in self.vectors}
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
         if missing:
             fresh = self.embedder.embed(missing, progress=progress, threads=threads)
+            known.update((t, row.copy()) for t, row in zip(missing, fresh))  # not views of fresh
         with self.lock:
-            if missing:
-                self.vectors.update(zip(missing, fresh))
-            found = [self.vectors[t] for t in texts]  # read before anything is evicted
             for text in texts:
+                self.vectors[text] = known[text]
                 self.vectors.move_to_end(text)
             self.hits += len(texts) - len(missing)
             self.misses += len(missing)
             while len(self.vectors) > self.capacity:
                 self.vectors.popitem(last=False)
-        return np.stack(found) if found else np.empty((0, self.dim), dtype=np.float32)
+        return np.stack([known[t] for t in texts]) if texts else \
+            np.empty((0, self.dim), dtype=np.float32)
 
     def __getattr__(self, name: str):
         return getattr(self.embedder, name)

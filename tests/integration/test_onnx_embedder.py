@@ -203,3 +203,14 @@ def test_the_onnx_embedders_batch_threads_run_at_idle_priority():
         pytest.skip("the ONNX export is not available here")
     assert embedder._executor().submit(is_idle_priority).result() is True
     assert not is_idle_priority()
+
+
+def test_scoring_that_yields_to_the_pools_gives_the_very_vectors_of_a_plain_call():
+    from shared.pipeline.core_sharing import Yielding
+    from shared.retrieval.embeddings import get_embedder
+
+    embedder = get_embedder("onnx-fp32")
+    texts = ["The deductible is $2,000 a person.", "Cleanings are covered twice a year.",
+             "What is covered?", "Out-of-network providers cost more, and the plan pays less.",
+             "No."]
+    assert np.array_equal(Yielding(embedder, lambda: 1).embed(texts), embedder.embed(texts))

@@ -42,12 +42,9 @@ class WordEmbedder:
     def __init__(self, fail: BaseException | None = None):
         self.calls = 0
         self.fail = fail
-        self.cores_given: list[int] = []  # what `threads` said, as the real embedders ask it
 
     def embed(self, texts: list[str], progress=None, threads=None) -> np.ndarray:
         self.calls += 1
-        if threads:
-            self.cores_given.append(threads())
         if self.fail:
             raise self.fail
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -302,6 +299,18 @@ def test_cancelled_batch_is_settled_without_generating(redis_client, collection,
     assert ("q1", "big") not in found  # its own answer task settles it
 
 
+class CoresGiven(PoolsFirst):
+    """PoolsFirst that records what it answered (the cores scoring may use)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.given: list[int] = []
+
+    def __call__(self) -> int:
+        self.given.append(super().__call__())
+        return self.given[-1]
+
+
 def test_scoring_waits_while_a_pool_of_this_host_generates_and_records_the_wait(
         redis_client, collection, model_file):
     import socket
@@ -321,13 +330,14 @@ def test_scoring_waits_while_a_pool_of_this_host_generates_and_records_the_wait(
             redis_client.delete(keys.generating_key(socket.gethostname()))
 
     with registry.generating(redis_client, socket.gethostname(), "answer-1", ttl_s=60):
+        threads = CoresGiven(redis_client, 60, generation_ends)
         assert answering.score_result(redis_client, embedder, "b-test", "q3", "u2", "small",
-                                      threads=PoolsFirst(redis_client, 60, generation_ends))
+                                      threads=threads)
     (scored,) = [r for r in batch_store.results(redis_client, "b-test") if r["question_id"] == "q3"]
     assert slept == [core_sharing.PAUSE_STEP_S] * 3
     assert scored["score_wait_s"] >= 3 * core_sharing.PAUSE_STEP_S
     assert scored["groundedness"] is not None and scored["score_s"] >= 0
-    assert embedder.cores_given and set(embedder.cores_given) == {os.cpu_count() or 1}
+    assert threads.given and set(threads.given) == {os.cpu_count() or 1}  # asked every batch
 
 
 def test_scoring_goes_on_with_one_core_when_its_pause_budget_is_spent(redis_client, collection,
@@ -347,11 +357,12 @@ def test_scoring_goes_on_with_one_core_when_its_pause_budget_is_spent(redis_clie
         time.sleep(seconds)
 
     with registry.generating(redis_client, socket.gethostname(), "a-long-answer", ttl_s=60):
+        threads = CoresGiven(redis_client, 1.0, sleep)
         assert answering.score_result(redis_client, embedder, "b-test", "q3", "u2", "small",
-                                      threads=PoolsFirst(redis_client, 1.0, sleep))
+                                      threads=threads)
     (scored,) = [r for r in batch_store.results(redis_client, "b-test") if r["question_id"] == "q3"]
     assert sum(slept) == pytest.approx(1.0) and not scored.get("error")
-    assert scored["score_wait_s"] >= 1.0 and set(embedder.cores_given) == {1}
+    assert scored["score_wait_s"] >= 1.0 and set(threads.given) == {1}
 
 
 def test_cancel_settles_every_open_pair_and_keeps_finished_ones(redis_client, collection,

@@ -43,3 +43,10 @@ def test_without_a_prompt_a_model_whose_catalog_names_one_answers_with_it():
 def test_a_named_prompt_applies_to_every_model():
     params = per_model(params_for("ragfleet"), CATALOG, ["smollm2-135m", "gemma3-270m"])
     assert params["prompt"]["name"] == "ragfleet" and "prompts_per_model" not in params
+
+
+def test_a_prompt_set_for_the_fleet_applies_to_every_model(monkeypatch):
+    monkeypatch.setenv("RAGFLEET_PROMPT", "sentences")
+    params = per_model(batch_params(Settings(), None, 0.3, None, SamplingOverrides(), None),
+                       CATALOG, ["smollm2-135m", "gemma3-270m"])
+    assert params["prompt"]["name"] == "sentences" and "prompts_per_model" not in params
