@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(
         default=5.0, gt=0, description="How often a worker refreshes its registry entry."
     )
+    machine: str | None = Field(
+        default=None, min_length=1,
+        description="The machine whose cores this worker shares: an embedder (ingestion, "
+        "scoring) waits while a model pool of the same machine generates. Default: the host "
+        "name. Containers of one machine (docker-compose) have their own host names: give them "
+        "one value.")
 
     score_waits_for_pools: bool = Field(
         default=True,

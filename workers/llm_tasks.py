@@ -5,8 +5,6 @@ Adapters: each unpacks its arguments, calls shared.pipeline and sends what that 
 
 from __future__ import annotations
 
-import socket
-
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from broker.app import app
@@ -41,7 +39,7 @@ def answer(self, batch_id: str, unit: str, model: str, enqueued_at: float) -> No
     stamp = answering.PoolStamp(worker=config.nodename, host=config.nodename.split("@", 1)[-1],
                                 parallel=config.parallel)
     # while it generates, an ingestion on this host leaves the cores to it
-    with registry.generating(resources.store(), socket.gethostname(), self.request.id or "",
+    with registry.generating(resources.store(), registry.this_machine(), self.request.id or "",
                              limit + 60):
         # the engine stops itself at the soft limit; Celery's signals are the backstop
         to_score = answering.answer_unit(
@@ -68,7 +66,7 @@ class JudgeTask(CountedTask):
 def judge(self, batch_id: str, question_id: str, model: str, judge_model: str, run: str) -> None:
     """Grade one stored answer of a batch with this pool's model, stored apart from it."""
     limit = get_settings().llm_task_time_limit_s
-    with registry.generating(resources.store(), socket.gethostname(), self.request.id or "",
+    with registry.generating(resources.store(), registry.this_machine(), self.request.id or "",
                              limit + 60):
         judging.judge_answer(resources.store(), engine_holder.get, batch_id, question_id, model,
                              judge_model, run, budget_s=soft_limit(limit), limit_s=limit,
@@ -92,7 +90,7 @@ class GenerateTask(CountedTask):
 def generate(self, job_id: str, index: int) -> None:
     """Write one question with its reference answer from one sampled passage."""
     limit = get_settings().llm_task_time_limit_s
-    with registry.generating(resources.store(), socket.gethostname(), self.request.id or "",
+    with registry.generating(resources.store(), registry.this_machine(), self.request.id or "",
                              limit + 60):
         question_generation.generate_item(
             resources.store(), engine_holder.get, job_id, index, budget_s=soft_limit(limit),

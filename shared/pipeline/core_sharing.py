@@ -10,7 +10,6 @@ work behind a long batch still ends within its time limit."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 
 import numpy as np
@@ -27,9 +26,10 @@ class PoolsFirst:
     may use now, after waiting for this host's model pools within max_pause_s (counted in
     pause steps). `waited_s`: how long it has waited so far, by the clock."""
 
-    def __init__(self, client: redis.Redis, max_pause_s: float, sleep=time.sleep):
+    def __init__(self, client: redis.Redis, max_pause_s: float, sleep=time.sleep,
+                 machine: str | None = None):
         self.client, self.max_pause_s, self.sleep = client, max_pause_s, sleep
-        self.host, self.cores = socket.gethostname(), os.cpu_count() or 1
+        self.host, self.cores = machine or registry.this_machine(), os.cpu_count() or 1
         self.paused_s = self.waited_s = 0.0
 
     def generating(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import socket
 import threading
 import time
 
@@ -69,6 +70,14 @@ def generating(client: redis.Redis, host: str, task_id: str, ttl_s: int):
             client.zrem(key, task_id)
         except redis.exceptions.RedisError:
             pass  # it lapses
+
+
+def this_machine() -> str:
+    """The machine whose cores this process shares with model pools (`generating` marks are
+    per machine): the `machine` setting, else the host name."""
+    from shared.config import get_settings
+
+    return get_settings().machine or socket.gethostname()
 
 
 def generating_on(client: redis.Redis, host: str) -> int:

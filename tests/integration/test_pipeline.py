@@ -719,3 +719,22 @@ def test_the_embedder_waits_while_a_pool_of_this_host_generates_within_its_pause
     slept.clear()
     with registry.generating(redis_client, host, "task-3", ttl_s=60):
         assert threads() == cores and slept == [core_sharing.PAUSE_STEP_S]
+
+
+def test_containers_of_one_machine_share_its_generating_marks(redis_client, monkeypatch):
+    import socket
+
+    from shared.config import get_settings
+    from shared.state import registry
+
+    monkeypatch.setenv("RAGFLEET_MACHINE", "compose-host")
+    get_settings.cache_clear()
+    try:
+        assert registry.this_machine() == "compose-host"
+        threads = PoolsFirst(redis_client, max_pause_s=0.0, sleep=lambda s: None)
+        with registry.generating(redis_client, socket.gethostname(), "own-container", ttl_s=60):
+            assert threads() == (os.cpu_count() or 1)  # the host name is not the machine now
+        with registry.generating(redis_client, "compose-host", "pool-container", ttl_s=60):
+            assert threads() == 1  # a pool in another container of this machine generates
+    finally:
+        get_settings.cache_clear()
