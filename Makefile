@@ -78,6 +78,7 @@ bench: install
 	$(BIN)/python -m benchmarks.bench_retrieval_quality
 	$(BIN)/python -m benchmarks.bench_ingest
 	$(BIN)/python -m benchmarks.bench_overhead
+	$(BIN)/python -m benchmarks.bench_scoring_memo
 	$(BIN)/python -m benchmarks.bench_throughput
 	$(BIN)/python -m benchmarks.bench_prefix
 	$(BIN)/python -m benchmarks.bench_decode
