@@ -58,9 +58,9 @@ class Yielding:
     the batches and their vectors are the ones a plain call makes. `dim`, `id` and the rest are
     the wrapped embedder's."""
 
-    def __init__(self, embedder, threads: PoolsFirst, batch_size: int | None = None):
+    def __init__(self, embedder, threads: PoolsFirst):
         self.embedder, self.threads = embedder, threads
-        self.step = batch_size or getattr(embedder, "batch_size", None) or 2
+        self.step = getattr(embedder, "batch_size", None) or 2
 
     def embed(self, texts: list[str], progress=None, threads=None) -> np.ndarray:
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
